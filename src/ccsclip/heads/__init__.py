@@ -1,0 +1,38 @@
+"""Head-resolved attention, hook points, soft ablation, decomposition and streaming statistics."""
+
+from ccsclip.heads.ablation import Ablation, ablated, apply_ablation, clear_ablation
+from ccsclip.heads.attention import HeadResolvedAttention, HookPoint
+from ccsclip.heads.decompose import Decomposition, decompose
+from ccsclip.heads.layers import parse_layers
+from ccsclip.heads.resolve import hook_points, hook_z_name, resolve_heads
+from ccsclip.heads.stats import (
+    HeadMeans,
+    HeadMoments,
+    accumulate,
+    all_reduce,
+    load_means,
+    load_statistics,
+    save_statistics,
+)
+
+__all__ = [
+    "Ablation",
+    "Decomposition",
+    "HeadMeans",
+    "HeadMoments",
+    "HeadResolvedAttention",
+    "HookPoint",
+    "ablated",
+    "accumulate",
+    "all_reduce",
+    "apply_ablation",
+    "clear_ablation",
+    "decompose",
+    "hook_points",
+    "hook_z_name",
+    "load_means",
+    "load_statistics",
+    "parse_layers",
+    "resolve_heads",
+    "save_statistics",
+]

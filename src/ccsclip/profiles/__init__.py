@@ -1,0 +1,1 @@
+"""Offline analysis: description pools, TextSpan, concept judges, CCS scoring and head profiles."""

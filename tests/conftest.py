@@ -1,0 +1,53 @@
+"""Shared fixtures: real models (random-initialised, seeded) and small image folders."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from ccsclip.models import load_model
+
+    return load_model("ccsclip-tiny")
+
+
+@pytest.fixture(scope="session")
+def vit_b32():
+    from ccsclip.models import load_model
+
+    return load_model("ViT-B-32")
+
+
+@pytest.fixture(scope="session")
+def vit_b16():
+    from ccsclip.models import load_model
+
+    return load_model("ViT-B-16")
+
+
+def write_images(folder, count: int, size: int = 32, seed: int = 0) -> list[str]:
+    """Random RGB PNGs, some in class subfolders (ImageFolder), some flat."""
+    rng = np.random.default_rng(seed)
+    names = []
+    for index in range(count):
+        sub = folder / f"class{index % 2}" if index % 3 else folder
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"img{index:04d}.png"
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+        names.append(str(path))
+    return names
+
+
+@pytest.fixture()
+def image_folder(tmp_path):
+    root = tmp_path / "images"
+    write_images(root, 24)
+    return root
