@@ -105,7 +105,9 @@ def heads(
 
 def _mount_subcommands() -> None:
     from ccsclip.organism.cli import app as organism_app
+    from ccsclip.profiles.cli import register as register_profiles
 
+    register_profiles(app)
     app.add_typer(organism_app, name="organism")
 
 

@@ -49,7 +49,7 @@ def _validate(ablation: Ablation, n_layers: int, n_heads: int) -> None:
                 f"head L{layer}H{head} does not exist: layers 0..{n_layers - 1}, "
                 f"heads 0..{n_heads - 1}"
             )
-    if ablation.mode == "mean":
+    if ablation.mode == "mean" and ablation.heads:
         if ablation.means is None:
             raise InvalidInputError("mean ablation needs ablation means (means.safetensors)")
         if ablation.means.shape[0] != n_layers or ablation.means.shape[2] != n_heads:

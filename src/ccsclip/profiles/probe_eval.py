@@ -3,10 +3,14 @@
 Accuracy: zero-shot top-1 over an ImageFolder, class embedding = mean of normalised template
 embeddings. Bias: for each neutral query, rank the pool by similarity and take MaxSkew@K per
 protected attribute; report the mean over queries and the sum the paper's code uses.
+
+A probe is prepared once (images preprocessed, text embeddings computed: the text tower is never
+pruned) and scored once per profile.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,7 @@ from PIL import Image
 
 from ccsclip.fairness import max_skew_at_k, random_ranking_max_skew
 from ccsclip.probeset import AccuracyProbe, BiasProbe, Probe
-from ccsclip.zeroshot import class_embeddings, encode_images, top1_accuracy
+from ccsclip.zeroshot import class_embeddings, encode_images
 
 
 def load_image_tensor(paths: list[Path], preprocess) -> torch.Tensor:
@@ -27,31 +31,50 @@ def load_image_tensor(paths: list[Path], preprocess) -> torch.Tensor:
     return torch.stack(tensors)
 
 
-def accuracy_probe_result(model, tokenizer, preprocess, probe: AccuracyProbe) -> dict[str, Any]:
-    paths = [path for path, _ in probe.samples]
-    labels = torch.tensor([label for _, label in probe.samples])
-    embeddings = encode_images(model, load_image_tensor(paths, preprocess))
-    classes = class_embeddings(model, tokenizer, probe.class_names, probe.spec.templates)
-    return {
-        "probe": probe.name,
-        "kind": "accuracy",
-        "n_images": len(paths),
-        "n_classes": len(probe.class_names),
-        "accuracy": top1_accuracy(embeddings, classes, labels),
-        "chance": 1.0 / len(probe.class_names),
-    }
+@dataclass
+class PreparedProbe:
+    probe: Probe
+    images: torch.Tensor  # preprocessed [N, 3, S, S]
+    texts: torch.Tensor  # class (accuracy) or query (bias) embeddings [C, E]
+    nulls: dict[str, float]
 
 
-def bias_probe_result(model, tokenizer, preprocess, probe: BiasProbe) -> dict[str, Any]:
-    paths = [path for path, _ in probe.rows]
-    embeddings = encode_images(model, load_image_tensor(paths, preprocess))
-    names = [query.text for query in probe.spec.queries]
-    queries = class_embeddings(model, tokenizer, names, probe.spec.templates)
-    scores = (queries @ embeddings.T).numpy()  # [Q, N]
-    return _skew_table(probe, scores)
+def prepare_probe(model, tokenizer, preprocess, probe: Probe) -> PreparedProbe:
+    if isinstance(probe, AccuracyProbe):
+        paths = [path for path, _ in probe.samples]
+        names, nulls = probe.class_names, {}
+    else:
+        paths = [path for path, _ in probe.rows]
+        names = [query.text for query in probe.spec.queries]
+        nulls = {
+            f"{attribute}@{k}": random_ranking_max_skew(
+                [attrs[attribute] for _, attrs in probe.rows], k, 1, repeats=100
+            )
+            for attribute in probe.spec.attributes
+            for k in probe.spec.k
+        }
+    texts = class_embeddings(model, tokenizer, names, probe.spec.templates)
+    return PreparedProbe(probe, load_image_tensor(paths, preprocess), texts, nulls)
 
 
-def _skew_table(probe: BiasProbe, scores: np.ndarray) -> dict[str, Any]:
+def score_probe(model, prepared: PreparedProbe) -> dict[str, Any]:
+    """Score a prepared probe with the model as it is now (any ablation applied)."""
+    embeddings = encode_images(model.eval(), prepared.images)
+    scores = (embeddings @ prepared.texts.T).numpy()  # [N, C]
+    probe = prepared.probe
+    if isinstance(probe, AccuracyProbe):
+        labels = np.array([label for _, label in probe.samples])
+        return {
+            "probe": probe.name,
+            "kind": "accuracy",
+            "n_images": len(labels),
+            "accuracy": float(np.mean(scores.argmax(1) == labels)),
+            "chance": 1.0 / len(probe.class_names),
+        }
+    return _skew_table(probe, scores.T, prepared.nulls)
+
+
+def _skew_table(probe: BiasProbe, scores: np.ndarray, nulls: dict[str, float]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "probe": probe.name,
         "kind": "bias",
@@ -59,6 +82,7 @@ def _skew_table(probe: BiasProbe, scores: np.ndarray) -> dict[str, Any]:
         "n_queries": scores.shape[0],
         "maxskew": {},
     }
+    names = [q.name for q in probe.spec.queries]
     for attribute in probe.spec.attributes:
         column = [attrs[attribute] for _, attrs in probe.rows]
         for k in probe.spec.k:
@@ -66,16 +90,15 @@ def _skew_table(probe: BiasProbe, scores: np.ndarray) -> dict[str, Any]:
             result["maxskew"][f"{attribute}@{k}"] = {
                 "mean": float(np.mean(per_query)),
                 "sum": float(np.sum(per_query)),
-                "per_query": dict(
-                    zip([q.name for q in probe.spec.queries], per_query, strict=True)
-                ),
-                "random_ranking_mean": random_ranking_max_skew(column, k, 1, repeats=100),
+                "per_query": dict(zip(names, per_query, strict=True)),
+                "random_ranking_mean": nulls[f"{attribute}@{k}"],
             }
     return result
 
 
+def bias_probe_result(model, tokenizer, preprocess, probe: BiasProbe) -> dict[str, Any]:
+    return score_probe(model, prepare_probe(model, tokenizer, preprocess, probe))
+
+
 def probe_result(model, tokenizer, preprocess, probe: Probe) -> dict[str, Any]:
-    model.eval()
-    if isinstance(probe, AccuracyProbe):
-        return accuracy_probe_result(model, tokenizer, preprocess, probe)
-    return bias_probe_result(model, tokenizer, preprocess, probe)
+    return score_probe(model, prepare_probe(model, tokenizer, preprocess, probe))

@@ -1,0 +1,1 @@
+"""Concept judges: tags (exact), embedding (offline), llm (OpenAI-compatible API), majority."""
