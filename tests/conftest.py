@@ -51,3 +51,13 @@ def image_folder(tmp_path):
     root = tmp_path / "images"
     write_images(root, 24)
     return root
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """A small organism world on disk: probes, bias probe, gallery, calibration images, pool."""
+    from ccsclip.organism.probes import generate_all
+
+    root = tmp_path_factory.mktemp("world")
+    generate_all(root, seed=0, n_per_class=6, n_per_cell=3, n_gallery=24, n_calibration=64)
+    return root

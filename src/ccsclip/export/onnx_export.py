@@ -1,7 +1,8 @@
 """ONNX export of the image and text towers, and a parity check against torch (design §6, §7).
 
 Both towers return the *projected, not normalised* embeddings (`encode_image` / `encode_text`
-with `normalize=False`): the engine normalises in numpy, and keeping the norm lets it report it.
+with `normalize=False`): normalising is the caller's job (the engine does it in numpy), so the
+file also serves uses that need the raw projection.
 Inputs: `pixel_values` float32 [batch, 3, S, S] and `input_ids` int64 [batch, context]; output
 `embeddings` float32 [batch, E]; the batch axis is dynamic and named `batch`.
 
@@ -175,7 +176,7 @@ def onnx_parity(
     torch_fn: Callable[..., torch.Tensor],
     inputs: torch.Tensor | Mapping[str, torch.Tensor],
 ) -> float:
-    """Max |onnxruntime(CPU) - torch_fn| over all outputs' elements for the same inputs.
+    """Max |onnxruntime(CPU) - torch_fn| over the first output's elements, same inputs.
 
     A single tensor feeds the model's only input; a mapping feeds inputs by name, and torch_fn
     receives the tensors positionally in the mapping's order.

@@ -97,22 +97,25 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> None:
 
     from ccsclip.fileio import atomic_path
 
-    arms = results["arms"]
+    arms = {a: r for a, r in results["arms"].items() if r["accuracy_mean"] is not None}
+    keys = [k for r in arms.values() for k in r["maxskew_mean"]]
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for arm, row in arms.items():
-        if row["accuracy_mean"] is None or not row["maxskew_mean"]:
-            continue
-        key = next(iter(row["maxskew_mean"]))
+    for index, (arm, row) in enumerate(arms.items()):
+        label = f"{arm} ({row['heads']} heads)"
+        if keys:
+            x, xerr = row["maxskew_mean"][keys[0]], row["maxskew_std"][keys[0]]
+        else:  # no bias probe: one column per arm
+            x, xerr = index, 0.0
         ax.errorbar(
-            row["maxskew_mean"][key],
+            x,
             row["accuracy_mean"],
-            xerr=row["maxskew_std"][key],
+            xerr=xerr,
             yerr=row["accuracy_std"],
             fmt="o",
             capsize=3,
-            label=f"{arm} ({row['heads']} heads)",
+            label=label,
         )
-    ax.set_xlabel(f"mean MaxSkew ({key})" if arms else "MaxSkew")
+    ax.set_xlabel(f"mean MaxSkew ({keys[0]})" if keys else "arm")
     ax.set_ylabel("mean zero-shot accuracy")
     ax.set_title("accuracy against bias, per pruning arm")
     ax.legend(fontsize=8)

@@ -42,7 +42,10 @@ def textspan_from_moments(
     m: int = 5,
     rank: int = 80,
 ) -> list[SpanPick]:
-    """Top-m descriptions of one head. `texts` [M, E] are unit-norm description embeddings."""
+    """Top-m descriptions of one head. `texts` [M, E] are unit-norm description embeddings.
+
+    Returns min(m, rank) picks at most: once r directions are removed the span is used up.
+    """
     if n < 2:
         raise InvalidInputError(f"TextSpan needs statistics of at least 2 images, got {n}")
     if texts.shape[1] != s.shape[0]:
