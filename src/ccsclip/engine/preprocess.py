@@ -135,7 +135,7 @@ class ImagePreprocessor:
             target = (height, width)
         elif self.resize_mode == "shortest" and height == width:
             short, long = (w, h) if w <= h else (h, w)
-            new_short, new_long = height, round(height * long / short)
+            new_short, new_long = height, int(height * long / short)
             target = (new_long, new_short) if w <= h else (new_short, new_long)
         else:  # open_clip's ResizeKeepRatio; always bicubic for non-square 'shortest' (see doc)
             longest = 1.0 if self.resize_mode == "longest" else 0.0

@@ -50,7 +50,7 @@ _SPECIAL_TAIL = "_of_text>"  # in every special token's text; absent from a text
 
 
 def clean_text(text: str) -> str:
-    """open_clip's 'lower' cleaning, plus the U+0345 fix-up that makes the split match (module doc)."""
+    """open_clip's 'lower' cleaning, plus the U+0345 fix-up that makes the split match."""
     text = ftfy.fix_text(text)
     text = html.unescape(html.unescape(text)).strip()
     text = " ".join(text.split()).strip().lower()

@@ -1,0 +1,136 @@
+"""The export bundle's manifest (design §7): the one contract between the offline and online halves.
+
+Torch-free. A bundle directory holds `manifest.json`, `text.onnx` (the text tower is never
+pruned), one `image-<profile>.onnx` per profile and `tokenizer.json`. Every file is listed with its
+sha256; the engine refuses files whose hash does not match.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
+from ccsclip.fileio import sha256_file
+
+SCHEMA = "ccsclip/bundle/v1"
+MANIFEST = "manifest.json"
+PROFILE_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileRef(_Strict):
+    file: str = Field(pattern=r"^[A-Za-z0-9._-]+$")  # a bare file name inside the bundle
+    sha256: str = Field(min_length=64, max_length=64)
+
+
+class BundleModel(_Strict):
+    name: str
+    pretrained: str | None = None
+    weights_sha256: str
+    embed_dim: int
+    image_size: int
+    context_length: int
+    layers: int
+    heads: int
+    logit_scale: float  # exp(logit_scale) of the CLIP, the zero-shot softmax temperature
+
+
+class TokenizerRef(FileRef):
+    kind: str = "open_clip-simple-bpe"
+    context_length: int
+    sot_id: int
+    eot_id: int
+    pad_id: int = 0
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class TextRef(FileRef):
+    opset: int
+    input: str = "input_ids"
+    output: str = "embeddings"
+
+
+class ProfileEntry(FileRef):
+    """One image tower: a baked pruning profile."""
+
+    profile_sha256: str | None = None  # of the profile YAML that made it
+    arm: str = "manual"
+    mode: Literal["zero", "mean"] = "zero"
+    heads_removed: list[str] = Field(default_factory=list)  # L{layer}H{head}
+    parameters: int
+    flops_per_image: int  # multiply-adds of the image tower
+    parity_max_abs: float  # ONNX vs soft-pruned torch, on normalised embeddings
+    precision: Literal["fp32", "fp16"] = "fp32"
+    quantize: Literal["int8"] | None = None
+    accuracy_delta: float | None = None  # reduced precision vs fp32 on a probe, when measured
+    opset: int
+    input: str = "pixel_values"
+    output: str = "embeddings"
+    source: str | None = None  # where the profile came from (arm, table)
+
+
+class Manifest(_Strict):
+    schema_: Literal["ccsclip/bundle/v1"] = Field(SCHEMA, alias="schema")
+    created_by: str
+    model: BundleModel
+    preprocess: dict[str, Any]
+    tokenizer: TokenizerRef
+    text: TextRef
+    default_profile: str
+    profiles: dict[str, ProfileEntry]
+    parity_tolerance: float = 1e-4
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def files(self) -> list[FileRef]:
+        return [self.tokenizer, self.text, *self.profiles.values()]
+
+
+def read_manifest(bundle: str | Path) -> Manifest:
+    """Parse and validate manifest.json (no file hashes checked: see `verify_files`)."""
+    path = Path(bundle) / MANIFEST
+    if not path.is_file():
+        raise NotFoundError(f"{str(bundle)!r} is not a ccsclip bundle: {MANIFEST} is missing")
+    try:
+        manifest = Manifest.model_validate(json.loads(path.read_text("utf-8")))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise InvalidInputError(f"{path} is not a valid bundle manifest ({SCHEMA}): {exc}") from exc
+    if manifest.default_profile not in manifest.profiles:
+        raise InvalidInputError(
+            f"{path}: default_profile {manifest.default_profile!r} is not one of "
+            f"{sorted(manifest.profiles)}"
+        )
+    return manifest
+
+
+def check_file(bundle: str | Path, ref: FileRef) -> Path:
+    """The path of a listed file, after checking that it exists and matches its sha256."""
+    path = Path(bundle) / ref.file
+    if not path.is_file():
+        raise NotFoundError(f"bundle file {ref.file!r} is missing from {str(bundle)!r}")
+    actual = sha256_file(path)
+    if actual != ref.sha256:
+        raise IntegrityError(
+            f"bundle file {ref.file!r} has sha256 {actual[:12]}… but the manifest says "
+            f"{ref.sha256[:12]}…: the file was changed or truncated; re-export the bundle"
+        )
+    return path
+
+
+def verify_files(bundle: str | Path, manifest: Manifest | None = None) -> list[str]:
+    """Problems with the bundle's files (empty when every file exists and matches)."""
+    manifest = manifest or read_manifest(bundle)
+    problems = []
+    for ref in manifest.files():
+        try:
+            check_file(bundle, ref)
+        except (NotFoundError, IntegrityError) as exc:
+            problems.append(str(exc))
+    return problems
