@@ -67,6 +67,7 @@ class ProfileEntry(FileRef):
     parameters: int
     flops_per_image: int  # multiply-adds of the image tower
     parity_max_abs: float  # ONNX vs soft-pruned torch, on normalised embeddings
+    parity_tolerance: float | None = None  # the bound it was held to; None: the manifest's
     precision: Literal["fp32", "fp16"] = "fp32"
     quantize: Literal["int8"] | None = None
     accuracy_delta: float | None = None  # reduced precision vs fp32 on a probe, when measured
@@ -74,6 +75,7 @@ class ProfileEntry(FileRef):
     input: str = "pixel_values"
     output: str = "embeddings"
     source: str | None = None  # where the profile came from (arm, table)
+    base_profile: str | None = None  # the fp32 profile a reduced-precision entry was made from
 
 
 class Manifest(_Strict):

@@ -104,10 +104,14 @@ def heads(
 
 
 def _mount_subcommands() -> None:
+    from ccsclip.engine.cli import register as register_engine
+    from ccsclip.export.cli import register as register_export
     from ccsclip.organism.cli import app as organism_app
     from ccsclip.profiles.cli import register as register_profiles
 
     register_profiles(app)
+    register_engine(app)
+    register_export(app)
     app.add_typer(organism_app, name="organism")
 
 

@@ -46,6 +46,7 @@ class TrainConfig(BaseModel):
     bias_p: float = Field(0.7, ge=0, le=1)
     eval_images: int = Field(1000, ge=10)
     eval_seed: int = Field(12345, ge=0)
+    bias_per_cell: int = Field(10, ge=1)  # bias-probe images per shape x colour at the end
 
 
 def init_positional_embedding(visual: torch.nn.Module, scale: float = 0.5) -> None:
@@ -126,6 +127,15 @@ def evaluate_bias(loaded, seed: int, n_per_cell: int = 10) -> dict[str, Any]:
         return bias_probe_result(loaded.model, loaded.tokenizer, loaded.preprocess, probe)
 
 
+def _window_mean(losses: list[float], first: bool) -> float | None:
+    """Mean loss over the first (or last) tenth of the run, at least one step."""
+    if not losses:
+        return None
+    width = max(1, len(losses) // 10)
+    window = losses[:width] if first else losses[-width:]
+    return round(float(np.mean(window)), 4)
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """Train from scratch; returns the loaded model and the training card."""
     loaded = load_model(cfg.model, None, seed=cfg.seed)
@@ -173,8 +183,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]
         },
         "steps": len(losses),
         "wall_time_s": round(time.monotonic() - start, 1),
-        "first_loss": round(float(np.mean(losses[:20])), 4) if losses else None,
-        "final_loss": round(float(np.mean(losses[-50:])), 4) if losses else None,
+        "first_loss": _window_mean(losses, first=True),
+        "final_loss": _window_mean(losses, first=False),
         "parameters": sum(p.numel() for p in model.parameters()),
         "torch_threads": torch.get_num_threads(),
     }
@@ -182,5 +192,5 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]
         card["zero_shot"] = evaluate_attributes(
             model, loaded.tokenizer, mean, std, cfg.eval_images, cfg.eval_seed
         )
-        card["bias"] = evaluate_bias(loaded, cfg.eval_seed)
+        card["bias"] = evaluate_bias(loaded, cfg.eval_seed, cfg.bias_per_cell)
     return loaded, card

@@ -1,0 +1,137 @@
+"""Accuracy and bias probes (design §7, §8) on the serving engine, without torch.
+
+The same computation as the offline `ccsclip.profiles.probe_eval`, so a served profile can be
+checked against the numbers it was selected with: class (or query) embedding = normalised mean
+of normalised template embeddings; accuracy = argmax of cosine; bias = rank the pool by cosine
+per neutral query, MaxSkew@K per protected attribute, mean and sum over queries, beside the
+expected MaxSkew of a random ranking. The result dicts have the same keys, plus `profile`.
+
+The text side of a probe (its class or query embeddings and the random-ranking nulls) does not
+depend on the profile, since the text tower is never pruned: it is prepared once per engine and
+probe and reused for every profile and every periodic run. Images are read on each run, in
+batches, so a large probe never sits in memory preprocessed.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ccsclip.engine.engine import Engine
+from ccsclip.engine.gallery import read_image
+from ccsclip.errors import InvalidInputError
+from ccsclip.fairness import max_skew_at_k, random_ranking_max_skew
+from ccsclip.probeset import AccuracyProbe, BiasProbe, Probe, load_probe, read_probe_spec
+
+_NULL_REPEATS = 100  # as probe_eval: the random-ranking null is an average over 100 draws
+
+
+@dataclass(frozen=True)
+class PreparedProbe:
+    """A loaded probe with its profile-independent text side."""
+
+    probe: Probe
+    texts: np.ndarray  # class (accuracy) or query (bias) embeddings [C, E]
+    nulls: dict[str, float]  # "<attribute>@<k>" -> mean MaxSkew of a random ranking
+
+
+_cache: weakref.WeakKeyDictionary[Engine, dict[tuple[str, str], PreparedProbe]] = (
+    weakref.WeakKeyDictionary()
+)
+_lock = threading.Lock()
+
+
+def prepare_probe(engine: Engine, probe_dir: str | Path) -> PreparedProbe:
+    """Load the probe (content hash checked) and embed its texts, or reuse a cached copy.
+
+    The cache key is the probe's folder and content hash, so a probe rewritten in place with new
+    content is prepared again.
+    """
+    root = Path(probe_dir)
+    key = (str(root.resolve()), read_probe_spec(root).content_sha256)
+    with _lock:
+        cached = _cache.get(engine, {}).get(key)
+    if cached is not None:
+        return cached
+    probe = load_probe(root)
+    if isinstance(probe, AccuracyProbe):
+        names, nulls = probe.class_names, {}
+    else:
+        names = [query.text for query in probe.spec.queries]
+        nulls = {
+            f"{attribute}@{k}": random_ranking_max_skew(
+                [attrs[attribute] for _, attrs in probe.rows], k, 1, repeats=_NULL_REPEATS
+            )
+            for attribute in probe.spec.attributes
+            for k in probe.spec.k
+        }
+    prepared = PreparedProbe(probe, engine.class_embeddings(names, probe.spec.templates), nulls)
+    with _lock:
+        _cache.setdefault(engine, {})[key] = prepared
+    return prepared
+
+
+def _embed_paths(engine: Engine, paths: list[Path], profile: str, batch_size: int) -> np.ndarray:
+    parts = []
+    for start in range(0, len(paths), batch_size):
+        pixels = engine.preprocess([read_image(path) for path in paths[start : start + batch_size]])
+        parts.append(engine.embed_pixels(pixels, profile))
+    return np.concatenate(parts)
+
+
+def run_probe(
+    engine: Engine, probe_dir: str | Path, profile: str | None = None, batch_size: int = 64
+) -> dict[str, Any]:
+    """Score one probe with one profile (None: the default); keys as probe_eval's results."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    name = engine.resolve_profile(profile)
+    prepared = prepare_probe(engine, probe_dir)
+    probe = prepared.probe
+    if isinstance(probe, AccuracyProbe):
+        paths = [path for path, _ in probe.samples]
+    else:
+        paths = [path for path, _ in probe.rows]
+    embeddings = _embed_paths(engine, paths, name, batch_size)
+    scores = embeddings @ prepared.texts.T  # [N, C]
+    if isinstance(probe, AccuracyProbe):
+        labels = np.array([label for _, label in probe.samples])
+        return {
+            "probe": probe.name,
+            "kind": "accuracy",
+            "profile": name,
+            "n_images": len(labels),
+            "accuracy": float(np.mean(scores.argmax(1) == labels)),
+            "chance": 1.0 / len(probe.class_names),
+        }
+    result = skew_table(probe, scores.T, prepared.nulls)
+    result["profile"] = name
+    return result
+
+
+def skew_table(probe: BiasProbe, scores: np.ndarray, nulls: dict[str, float]) -> dict[str, Any]:
+    """MaxSkew@K per attribute and K over queries; `scores` is [queries, images]."""
+    result: dict[str, Any] = {
+        "probe": probe.name,
+        "kind": "bias",
+        "n_images": len(probe.rows),
+        "n_queries": scores.shape[0],
+        "maxskew": {},
+    }
+    names = [query.name for query in probe.spec.queries]
+    for attribute in probe.spec.attributes:
+        column = [attrs[attribute] for _, attrs in probe.rows]
+        for k in probe.spec.k:
+            per_query = [max_skew_at_k(row, column, k) for row in scores]
+            result["maxskew"][f"{attribute}@{k}"] = {
+                "mean": float(np.mean(per_query)),
+                "sum": float(np.sum(per_query)),
+                "per_query": dict(zip(names, per_query, strict=True)),
+                "random_ranking_mean": nulls[f"{attribute}@{k}"],
+            }
+    return result

@@ -1,0 +1,463 @@
+"""The torch-free engine against the torch model it was exported from: embeddings, zero-shot,
+profiles and integrity, text cache, galleries, probes, the `index` command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ccsclip.engine.engine import Engine
+from ccsclip.engine.gallery import build_gallery, load_gallery, read_image
+from ccsclip.engine.probes import prepare_probe, run_probe
+from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from engine_fixtures import DEFAULT, PRUNED_HEADS, build_test_bundle  # noqa: E402
+
+PRUNED = "pruned"
+TOL = 1e-4
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny, tmp_path_factory) -> Path:
+    return build_test_bundle(tiny, tmp_path_factory.mktemp("bundle") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def engine(bundle) -> Engine:
+    return Engine.load(bundle, intra_op_threads=1, inter_op_threads=1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    from ccsclip.organism.probes import generate_all
+
+    root = tmp_path_factory.mktemp("engine-world")
+    generate_all(root, 0, n_per_class=4, n_per_cell=2, n_gallery=20, n_calibration=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def pictures(world) -> list[Image.Image]:
+    """Gallery images plus two odd ones (another size and aspect, a greyscale one)."""
+    images = [read_image(p) for p in sorted((world / "gallery").glob("*.png"))[:6]]
+    rng = np.random.default_rng(3)
+    images.append(Image.fromarray(rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)))
+    images.append(Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).convert("RGB"))
+    return images
+
+
+def _torch_images(tiny, images, heads=None) -> np.ndarray:
+    from ccsclip.heads import Ablation, ablated
+
+    batch = torch.stack([tiny.preprocess(image) for image in images])
+    with torch.no_grad():
+        if heads:
+            with ablated(tiny.model, Ablation.of(heads, "zero")):
+                return tiny.model.encode_image(batch, normalize=True).numpy()
+        return tiny.model.encode_image(batch, normalize=True).numpy()
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(bundle, tmp_path / "bundle"))
+
+
+def _rewrite_manifest(root: Path, edit) -> None:
+    path = root / "manifest.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+# --------------------------------------------------------------------------- no torch
+
+
+def test_engine_modules_never_import_torch(bundle, world):
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from PIL import Image
+        import ccsclip.engine.cli
+        from ccsclip.engine.engine import Engine
+        from ccsclip.engine.gallery import load_gallery
+        from ccsclip.engine.probes import run_probe
+        engine = Engine.load({str(bundle)!r}, intra_op_threads=1)
+        image = Image.open({str(world / "gallery" / "g00000.png")!r})
+        top = engine.zero_shot([image], ["circle", "square"], top_k=2)
+        result = run_probe(engine, {str(world / "accuracy-shape")!r})
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in
+                     ("torch", "open_clip", "torchvision"))
+        print(json.dumps({{"top": top, "accuracy": result["accuracy"], "bad": bad}}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["bad"] == []
+    assert [label for label, _ in report["top"][0]] and 0 <= report["accuracy"] <= 1
+
+
+# --------------------------------------------------------------------------- parity with torch
+
+
+def test_image_embeddings_match_torch_for_both_profiles(engine, tiny, pictures):
+    for profile, heads in ((DEFAULT, None), (PRUNED, PRUNED_HEADS)):
+        got = engine.embed_images(pictures, profile)
+        assert got.dtype == np.float32 and got.shape == (len(pictures), engine.embed_dim)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(got, _torch_images(tiny, pictures, heads), atol=TOL)
+    baseline, pruned = engine.embed_images(pictures), engine.embed_images(pictures, PRUNED)
+    assert np.abs(baseline - pruned).max() > 1e-2  # pruning changes the image tower
+
+
+def test_text_embeddings_match_torch(engine, tiny):
+    texts = ["a photo of a red circle.", "", "CROSS", " ".join(["a long caption"] * 20)]
+    with torch.no_grad():
+        expected = tiny.model.encode_text(tiny.tokenizer(texts), normalize=True).numpy()
+    got = engine.embed_texts(texts)
+    assert got.shape == (4, engine.embed_dim) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=TOL)
+    assert engine.embed_texts([]).shape == (0, engine.embed_dim)
+    with pytest.raises(InvalidInputError, match="texts\\[1\\]"):
+        engine.embed_texts(["ok", 3])
+
+
+def test_zero_shot_matches_torch_softmax(engine, tiny, pictures):
+    from ccsclip.zeroshot import class_embeddings
+
+    labels = ["circle", "square", "triangle", "red cross"]
+    templates = ["a {}", "a photo of a {}."]
+    result = engine.zero_shot(pictures, labels, templates, profile=PRUNED, top_k=len(labels))
+    with torch.no_grad():
+        classes = class_embeddings(tiny.model, tiny.tokenizer, labels, templates).numpy()
+    np.testing.assert_allclose(engine.class_embeddings(labels, templates), classes, atol=TOL)
+    images = _torch_images(tiny, pictures, PRUNED_HEADS)
+    logits = float(tiny.model.logit_scale.detach().exp()) * images @ classes.T
+    expected = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+    assert len(result) == len(pictures)
+    for row, probs in zip(result, expected, strict=True):
+        assert sum(p for _, p in row) == pytest.approx(1.0, abs=1e-9)
+        assert [p for _, p in row] == sorted((p for _, p in row), reverse=True)
+        got = dict(row)
+        np.testing.assert_allclose([got[label] for label in labels], probs, atol=TOL)
+    top1 = engine.zero_shot(pictures[:2], labels, templates, PRUNED, top_k=1)
+    assert [len(row) for row in top1] == [1, 1] and top1[0][0] == result[0][0]
+    # default templates are the bundle's ('a photo of a {}.')
+    assert engine.zero_shot(pictures[:1], labels) == engine.zero_shot(
+        pictures[:1], labels, ["a photo of a {}."]
+    )
+
+
+def test_zero_shot_refuses_bad_requests(engine, pictures):
+    with pytest.raises(InvalidInputError, match="exactly one"):
+        engine.zero_shot(pictures[:1], ["a", "b"], ["no slot"])
+    with pytest.raises(InvalidInputError, match="unique"):
+        engine.zero_shot(pictures[:1], ["a", "a"])
+    with pytest.raises(InvalidInputError, match="top_k"):
+        engine.zero_shot(pictures[:1], ["a", "b"], top_k=0)
+
+
+def test_grouped_batch_equals_per_profile_embeddings(engine, pictures):
+    profiles = [PRUNED, None, PRUNED, DEFAULT, None, PRUNED]
+    items = list(zip(pictures[:6], profiles, strict=True))
+    got = engine.embed_images_grouped(items)
+    assert len(got) == 6
+    for (image, profile), vector in zip(items, got, strict=True):
+        np.testing.assert_allclose(vector, engine.embed_images([image], profile)[0], atol=1e-6)
+    with pytest.raises(NotFoundError, match="nope"):
+        engine.embed_images_grouped([(pictures[0], DEFAULT), (pictures[1], "nope")])
+
+
+# --------------------------------------------------------------------------- profiles, integrity
+
+
+def test_profiles_and_unknown_profile(engine):
+    infos = {info.name: info for info in engine.profiles()}
+    assert set(infos) == {DEFAULT, PRUNED}
+    assert infos[DEFAULT].default and not infos[PRUNED].default
+    assert infos[PRUNED].heads_removed == ["L2H0", "L2H1"] and infos[DEFAULT].heads_removed == []
+    assert infos[PRUNED].flops_per_image < infos[DEFAULT].flops_per_image
+    assert all(info.available and info.reason is None for info in infos.values())
+    assert engine.resolve_profile(None) == DEFAULT and engine.resolve_profile(PRUNED) == PRUNED
+    with pytest.raises(NotFoundError, match=r"'nope'.*baseline.*pruned"):
+        engine.resolve_profile("nope")
+    info = engine.model_info()
+    assert info.name == "ccsclip-tiny" and info.available_profiles == [DEFAULT, PRUNED]
+
+
+def test_tampered_profile_is_unavailable_and_tampered_default_stops_start(bundle, tmp_path):
+    root = _copy(bundle, tmp_path)
+    with open(root / "image-pruned.onnx", "ab") as handle:
+        handle.write(b"\0")
+    engine = Engine.load(root, intra_op_threads=1)
+    info = {i.name: i for i in engine.profiles()}[PRUNED]
+    assert not info.available and "sha256" in info.reason
+    with pytest.raises(NotFoundError, match="unavailable"):
+        engine.resolve_profile(PRUNED)
+    assert engine.available_profiles() == [DEFAULT]
+    (root / "image-pruned.onnx").unlink()
+    engine = Engine.load(root, intra_op_threads=1)
+    assert "missing" in {i.name: i for i in engine.profiles()}[PRUNED].reason
+
+    with open(root / "image-baseline.onnx", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(IntegrityError, match="default profile 'baseline'"):
+        Engine.load(root, intra_op_threads=1)
+    shutil.copy(bundle / "image-pruned.onnx", root / "image-pruned.onnx")
+    # an A/B deployment can still serve the other profile as its default
+    assert Engine.load(root, default_profile=PRUNED).resolve_profile(None) == PRUNED
+    lenient = Engine.load(root, require_default=False)
+    with pytest.raises(NotFoundError, match="default profile 'baseline' is unavailable"):
+        lenient.resolve_profile(None)
+    with pytest.raises(NotFoundError, match="'nope'"):
+        Engine.load(root, default_profile="nope")
+
+
+def test_file_of_another_profile_is_refused(bundle, tmp_path):
+    """A profile file swapped for another's, with the manifest hash edited to match."""
+    root = _copy(bundle, tmp_path)
+    shutil.copy(root / "image-baseline.onnx", root / "image-pruned.onnx")
+
+    def edit(data):
+        data["profiles"][PRUNED]["sha256"] = data["profiles"][DEFAULT]["sha256"]
+
+    _rewrite_manifest(root, edit)
+    engine = Engine.load(root, intra_op_threads=1)
+    info = {i.name: i for i in engine.profiles()}[PRUNED]
+    assert not info.available and "exported for profile 'baseline'" in info.reason
+
+
+def test_file_of_another_model_is_refused(bundle, tmp_path):
+    """Metadata names other weights (a file from another model's bundle, hash edited)."""
+    import onnx
+
+    from ccsclip.fileio import sha256_file
+
+    root = _copy(bundle, tmp_path)
+    proto = onnx.load(str(root / "image-pruned.onnx"))
+    for entry in proto.metadata_props:
+        if entry.key == "weights_sha256":
+            entry.value = "f" * 64
+    onnx.save_model(proto, str(root / "image-pruned.onnx"))
+    digest = sha256_file(root / "image-pruned.onnx")
+    _rewrite_manifest(root, lambda data: data["profiles"][PRUNED].update(sha256=digest))
+    info = {i.name: i for i in Engine.load(root).profiles()}[PRUNED]
+    assert not info.available and "weights ffffffffffff" in info.reason
+
+
+def test_tampered_text_tower_stops_start(bundle, tmp_path):
+    root = _copy(bundle, tmp_path)
+    with open(root / "text.onnx", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(IntegrityError, match="text.onnx"):
+        Engine.load(root)
+
+
+# --------------------------------------------------------------------------- text cache
+
+
+def test_text_cache_counts_hits_and_evicts_least_recent(bundle):
+    engine = Engine.load(bundle, intra_op_threads=1, text_cache_size=2)
+    first = engine.embed_texts(["red", "blue"])
+    assert engine.text_cache_info() == {"hits": 0, "misses": 2, "size": 2, "capacity": 2}
+    again = engine.embed_texts(["red"])
+    np.testing.assert_array_equal(again[0], first[0])
+    assert engine.text_cache_info()["hits"] == 1
+    engine.embed_texts(["green"])  # evicts 'blue', the least recently used
+    engine.embed_texts(["red", "blue"])
+    info = engine.text_cache_info()
+    assert (info["hits"], info["misses"], info["size"]) == (2, 4, 2)
+    out = engine.embed_texts(["pink", "pink"])  # one miss computed once, both rows filled
+    np.testing.assert_array_equal(out[0], out[1])
+    out[0] += 1  # callers get copies: the cache is not corrupted
+    np.testing.assert_array_equal(engine.embed_texts(["pink"])[0], out[1])
+
+
+def test_text_cache_is_thread_safe(bundle):
+    engine = Engine.load(bundle, intra_op_threads=1, text_cache_size=8)
+    texts = [f"a {word} shape" for word in ("red", "blue", "green", "tiny", "big", "odd")] * 3
+    expected = Engine.load(bundle, intra_op_threads=1, text_cache_size=0).embed_texts(texts)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: engine.embed_texts(texts[i:] + texts[:i]), range(12)))
+    for i, got in enumerate(results):
+        np.testing.assert_allclose(got, np.roll(expected, -i, axis=0), atol=1e-6)
+    info = engine.text_cache_info()
+    assert info["hits"] + info["misses"] == 12 * len(texts) and info["size"] <= 8
+
+
+# --------------------------------------------------------------------------- galleries
+
+
+@pytest.fixture(scope="module")
+def image_dir(world, tmp_path_factory) -> Path:
+    """The world's gallery images, one nested, plus a broken PNG (and the CSV, ignored)."""
+    root = Path(shutil.copytree(world / "gallery", tmp_path_factory.mktemp("imgs") / "images"))
+    (root / "nested").mkdir()
+    shutil.move(root / "g00019.png", root / "nested" / "g00019.png")
+    (root / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def gallery(engine, image_dir, tmp_path_factory):
+    return build_gallery(engine, PRUNED, image_dir, tmp_path_factory.mktemp("g") / "gallery")
+
+
+def test_gallery_round_trip(engine, gallery, image_dir):
+    assert gallery.meta.skipped == ["broken.png"]
+    assert gallery.count == 20 and gallery.ids == sorted(gallery.ids)
+    assert "nested/g00019.png" in gallery.ids and "gallery.csv" not in gallery.ids
+    assert gallery.meta.profile.sha256 == engine.profile_entry(PRUNED).sha256
+    assert gallery.meta.bundle_manifest_sha256 == engine.manifest_sha256
+    loaded = load_gallery(gallery.path, engine)
+    assert loaded.ids == gallery.ids and loaded.profile == PRUNED
+    expected = engine.embed_images([read_image(image_dir / i) for i in gallery.ids], PRUNED)
+    np.testing.assert_allclose(loaded.embeddings, expected, atol=1e-6)
+    assert sorted(p.name for p in gallery.path.parent.iterdir()) == ["gallery"]  # no temp left
+
+
+def test_gallery_search_is_exact_top_k(gallery):
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        query = rng.normal(size=gallery.embeddings.shape[1]).astype(np.float32)
+        scores = gallery.embeddings @ (query / np.linalg.norm(query))
+        order = np.argsort(-scores, kind="stable")
+        for k in (1, 3, 19, 20, 50):
+            got = gallery.search(query, k)
+            assert [item for item, _ in got] == [gallery.ids[i] for i in order[:k]]
+            np.testing.assert_allclose([s for _, s in got], scores[order[:k]], atol=1e-6)
+    with pytest.raises(InvalidInputError, match="32-dim"):
+        gallery.search(np.ones(5), 3)
+    with pytest.raises(InvalidInputError, match="k must"):
+        gallery.search(np.ones(32), 0)
+
+
+def test_retrieval_queries(engine, gallery, image_dir):
+    target = gallery.ids[7]
+    hits = engine.image_to_image(read_image(image_dir / target), gallery, k=3)
+    assert hits[0][0] == target and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert hits[0][1] >= hits[1][1] >= hits[2][1]
+    with pytest.raises(InvalidInputError, match="not comparable"):
+        engine.image_to_image(read_image(image_dir / target), gallery, k=3, profile=DEFAULT)
+    text_hits = engine.text_to_image("a red circle", gallery, k=4)
+    assert text_hits == gallery.search(engine.embed_texts(["a red circle"])[0], 4)
+    texts = ["a red circle", "a blue square", "a green cross"]
+    ranked = engine.image_to_text(read_image(image_dir / target), texts, k=2, profile=PRUNED)
+    query = engine.embed_images([read_image(image_dir / target)], PRUNED)[0]
+    scores = engine.embed_texts(texts) @ query
+    assert [t for t, _ in ranked] == [texts[i] for i in np.argsort(-scores)[:2]]
+
+
+def test_gallery_tampering_and_mismatch_are_detected(engine, gallery, tmp_path):
+    copy = Path(shutil.copytree(gallery.path, tmp_path / "g"))
+    data = bytearray((copy / "embeddings.npy").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "embeddings.npy").write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="embeddings.npy"):
+        load_gallery(copy)
+    shutil.copy(gallery.path / "embeddings.npy", copy / "embeddings.npy")
+    (copy / "ids.json").write_text(json.dumps(list(reversed(gallery.ids))))
+    with pytest.raises(IntegrityError, match="ids.json"):
+        load_gallery(copy)
+    shutil.copy(gallery.path / "ids.json", copy / "ids.json")
+    assert load_gallery(copy, engine).count == gallery.count
+
+    meta = json.loads((copy / "gallery.json").read_text())
+    meta["model"]["weights_sha256"] = "0" * 64
+    (copy / "gallery.json").write_text(json.dumps(meta))
+    load_gallery(copy)  # readable on its own...
+    with pytest.raises(IntegrityError, match="weights"):
+        load_gallery(copy, engine)  # ...but not servable by another model
+    meta = json.loads((gallery.path / "gallery.json").read_text())
+    meta["profile"]["sha256"] = "0" * 64
+    (copy / "gallery.json").write_text(json.dumps(meta))
+    with pytest.raises(IntegrityError, match="another file for profile"):
+        load_gallery(copy, engine)
+
+
+def test_build_gallery_refuses_bad_input(engine, image_dir, tmp_path):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    with pytest.raises(InvalidInputError, match="refusing to replace"):
+        build_gallery(engine, None, image_dir, tmp_path / "precious")
+    assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
+    with pytest.raises(NotFoundError, match="does not exist"):
+        build_gallery(engine, None, tmp_path / "nowhere", tmp_path / "g")
+    with pytest.raises(NotFoundError, match="unknown profile"):
+        build_gallery(engine, "nope", image_dir, tmp_path / "g")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"junk")
+    with pytest.raises(InvalidInputError, match="could be read"):
+        build_gallery(engine, None, tmp_path / "bad", tmp_path / "g")
+
+
+def test_index_command(bundle, image_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from ccsclip.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "g"
+    args = ["index", "--bundle", str(bundle), "--images", str(image_dir), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--profile", PRUNED, "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "gallery of 20 images" in result.output and "broken.png" in result.output
+    assert load_gallery(out).profile == PRUNED
+    bad = runner.invoke(app, [*args, "--profile", "nope"])
+    assert bad.exit_code == 2 and "unknown profile 'nope'" in bad.output
+    bad = runner.invoke(app, ["index", "--bundle", str(tmp_path), *args[3:]])
+    assert bad.exit_code == 2 and "manifest.json is missing" in bad.output
+
+
+# --------------------------------------------------------------------------- probes
+
+
+@pytest.mark.parametrize("profile", [DEFAULT, PRUNED])
+def test_probes_equal_torch_probe_eval(engine, tiny, world, profile):
+    from ccsclip.heads import Ablation, ablated
+    from ccsclip.probeset import load_probe
+    from ccsclip.profiles.probe_eval import probe_result
+
+    heads = PRUNED_HEADS if profile == PRUNED else []
+    for name in ("accuracy-shape", "accuracy-colour", "bias-shape-colour"):
+        got = run_probe(engine, world / name, profile)
+        probe = load_probe(world / name)
+        with ablated(tiny.model, Ablation.of(heads, "zero")):
+            expected = probe_result(tiny.model, tiny.tokenizer, tiny.preprocess, probe)
+        assert got.pop("profile") == profile
+        if expected["kind"] == "accuracy":
+            assert got == expected
+            continue
+        assert set(got) == set(expected) and got["maxskew"].keys() == expected["maxskew"].keys()
+        assert {k: v for k, v in got.items() if k != "maxskew"} == {
+            k: v for k, v in expected.items() if k != "maxskew"
+        }
+        for key, row in expected["maxskew"].items():
+            mine = got["maxskew"][key]
+            assert mine["random_ranking_mean"] == row["random_ranking_mean"]
+            assert mine["mean"] == pytest.approx(row["mean"], abs=1e-6)
+            assert mine["sum"] == pytest.approx(row["sum"], abs=1e-6)
+            assert mine["per_query"] == pytest.approx(row["per_query"], abs=1e-6)
+
+
+def test_probe_text_side_is_cached(engine, world):
+    first = prepare_probe(engine, world / "bias-shape-colour")
+    assert prepare_probe(engine, world / "bias-shape-colour") is first
+    assert first.texts.shape == (6, engine.embed_dim)
+    with pytest.raises(NotFoundError, match="nope"):
+        run_probe(engine, world / "accuracy-shape", "nope")

@@ -1,0 +1,645 @@
+"""Structure of the Kubernetes manifests (k8s/) and the Grafana dashboard (docs/grafana/).
+
+No cluster: `kubectl kustomize` renders each tree, kubernetes-validate checks core kinds against
+the newest Kubernetes schemas it ships (strict: unknown fields are errors), and the custom
+resources (ServiceMonitor, HTTPRoute, GRPCRoute) are checked for the structure the A/B setup
+relies on. Without kubectl the manifest tests skip, unless CI is set: then they fail.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from k8s_helpers import (
+    BASE,
+    CONTRACT_METRICS,
+    CUSTOM_KINDS,
+    OVERLAYS,
+    PVC_COMPONENT,
+    by_kind,
+    containers,
+    contract_series_names,
+    dashboard_exprs,
+    dashboard_metric_names,
+    env_value,
+    iter_panels,
+    kustomize_build,
+    load_dashboard,
+    metric_family,
+    one,
+    pod_labels,
+    promql_metric_names,
+    require_kubectl,
+    selects,
+    variable_exprs,
+)
+
+VARIANT = "ccsclip.dev/variant"
+PROFILE_ENV = "CCSCLIP_DEFAULT_PROFILE"
+VARIANT_HEADER = "x-ccsclip-variant"
+AB_PROFILES = {"a": "baseline", "b": "high-ccs"}
+TREES = {"base": BASE, **OVERLAYS}
+BAKED_BUNDLE = "/home/bentoml/bento/src/bundle"
+BENTOML_UID = 1034  # bentoml/_internal/container/generate.py: BENTO_UID_GID
+
+
+@pytest.fixture(scope="module")
+def kubectl() -> str:
+    return require_kubectl()
+
+
+def render(kubectl: str, tree: str) -> list[dict[str, Any]]:
+    return kustomize_build(kubectl, TREES[tree])
+
+
+def config_data(docs: list[dict[str, Any]]) -> dict[str, str]:
+    (config,) = by_kind(docs, "ConfigMap")
+    return config["data"]
+
+
+@pytest.fixture(scope="module")
+def k8s_validate():
+    try:
+        import kubernetes_validate
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("kubernetes-validate is not installed, and CI is set")
+        pytest.skip("kubernetes-validate is not installed")
+    return kubernetes_validate
+
+
+# --- the skip/fail policy ------------------------------------------------------------------
+
+
+def test_missing_kubectl_skips_locally_and_fails_under_ci():
+    with pytest.raises(pytest.skip.Exception):
+        require_kubectl(kubectl="", ci="")
+    with pytest.raises(pytest.fail.Exception):
+        require_kubectl(kubectl="", ci="true")
+    assert require_kubectl(kubectl="/usr/bin/kubectl", ci="true") == "/usr/bin/kubectl"
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+SHARED_KINDS = {"ConfigMap", "ServiceMonitor", "NetworkPolicy"}
+PER_INSTANCE_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+
+
+@pytest.mark.parametrize("tree", ["base", "single"])
+def test_single_instance_trees_render(kubectl, tree):
+    docs = render(kubectl, tree)
+    kinds = [doc["kind"] for doc in docs]
+    assert sorted(kinds) == sorted(SHARED_KINDS | PER_INSTANCE_KINDS)
+    assert all(doc["metadata"]["name"].startswith("ccsclip") for doc in docs)
+
+
+def test_ab_renders_two_instances_and_routes(kubectl):
+    docs = render(kubectl, "ab")
+    for kind in PER_INSTANCE_KINDS:
+        names = sorted(doc["metadata"]["name"] for doc in by_kind(docs, kind))
+        assert names == ["ccsclip-a", "ccsclip-b"], kind
+    for kind in SHARED_KINDS | {"HTTPRoute", "GRPCRoute"}:
+        assert len(by_kind(docs, kind)) == 1, kind
+    assert len(docs) == 2 * len(PER_INSTANCE_KINDS) + len(SHARED_KINDS) + 2
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_every_resource_is_labelled(kubectl, tree):
+    for doc in render(kubectl, tree):
+        labels = doc["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/name") == "ccsclip", doc["metadata"]["name"]
+        assert labels.get("app.kubernetes.io/part-of") == "ccsclip"
+        assert labels.get("app.kubernetes.io/component"), doc["metadata"]["name"]
+
+
+# --- schema validation of core kinds -------------------------------------------------------
+
+
+def test_validator_covers_a_recent_kubernetes(k8s_validate):
+    from packaging.version import Version
+
+    versions = k8s_validate.utils.all_versions()
+    newest = k8s_validate.latest_version()
+    assert newest == max(versions, key=Version)
+    # The manifests use fields of 1.31+ (native gRPC probes, unhealthyPodEvictionPolicy).
+    assert Version(newest) >= Version("1.31")
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_core_resources_pass_strict_validation(kubectl, k8s_validate, tree):
+    version = k8s_validate.latest_version()
+    validated = set()
+    for doc in render(kubectl, tree):
+        if doc["kind"] in CUSTOM_KINDS:
+            continue
+        try:
+            k8s_validate.validate(doc, version, strict=True)
+        except k8s_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {exc.path}")
+        except k8s_validate.SchemaNotFoundError as exc:
+            pytest.fail(exc.message)
+        validated.add(doc["kind"])
+    assert validated == SHARED_KINDS - {"ServiceMonitor"} | PER_INSTANCE_KINDS
+
+
+def test_strict_validation_rejects_an_unknown_field(kubectl, k8s_validate):
+    deployment = copy.deepcopy(one(render(kubectl, "single"), "Deployment", "ccsclip"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(k8s_validate.ValidationError):
+        k8s_validate.validate(deployment, k8s_validate.latest_version(), strict=True)
+
+
+# --- the Deployment ------------------------------------------------------------------------
+
+
+def deployments(kubectl, tree):
+    found = by_kind(render(kubectl, tree), "Deployment")
+    assert found
+    return found
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_security_context(kubectl, tree):
+    for deployment in deployments(kubectl, tree):
+        spec = deployment["spec"]["template"]["spec"]
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True
+        assert pod["runAsUser"] == BENTOML_UID
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["automountServiceAccountToken"] is False
+        for container in spec["containers"]:
+            sc = container["securityContext"]
+            assert sc.get("runAsNonRoot", pod.get("runAsNonRoot")) is True
+            assert sc.get("runAsUser", pod.get("runAsUser")) == BENTOML_UID
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert not sc["capabilities"].get("add")
+            assert "privileged" not in sc or sc["privileged"] is False
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_containers_follow_the_service_contract(kubectl, tree):
+    docs = render(kubectl, tree)
+    (config,) = by_kind(docs, "ConfigMap")
+    for deployment in by_kind(docs, "Deployment"):
+        http, grpc = containers(deployment)["http"], containers(deployment)["grpc"]
+        assert http["image"] == grpc["image"]
+        # args only: the Bento image's entrypoint must run (it activates the environment).
+        assert "command" not in http and "command" not in grpc
+        assert http["args"] == ["serve"]
+        assert grpc["args"] == ["ccsclip", "serve-grpc"]
+        assert {(p["name"], p["containerPort"]) for p in http["ports"]} == {("http", 3000)}
+        assert {(p["name"], p["containerPort"]) for p in grpc["ports"]} == {
+            ("grpc", 50051),
+            ("grpc-metrics", 9090),
+        }
+        for container in (http, grpc):
+            refs = [e["configMapRef"]["name"] for e in container["envFrom"]]
+            assert refs == [config["metadata"]["name"]]
+            assert env_value(container, PROFILE_ENV)
+            for resource in ("cpu", "memory"):
+                assert container["resources"]["requests"][resource]
+                assert container["resources"]["limits"][resource]
+
+
+def test_configmap_holds_the_settings(kubectl):
+    docs = render(kubectl, "single")
+    (config,) = by_kind(docs, "ConfigMap")
+    # Generated: name + content hash, so that a settings change rolls the pods.
+    assert config["metadata"]["name"].startswith("ccsclip-config-")
+    data = config_data(docs)
+    assert data["CCSCLIP_BUNDLE"] == BAKED_BUNDLE
+    assert data["CCSCLIP_GRPC_PORT"] == "50051"
+    assert data["CCSCLIP_GRPC_METRICS_PORT"] == "9090"
+    assert data["BENTOML_DO_NOT_TRACK"] == "True"
+    assert int(data["CCSCLIP_PROBE_INTERVAL_S"]) > 0
+    assert int(data["CCSCLIP_MAX_IMAGES_PER_REQUEST"]) > 0
+    assert int(data["CCSCLIP_MAX_REQUEST_BYTES"]) > 0
+    assert data["PROMETHEUS_MULTIPROC_DIR"]
+    # The per-variant setting is not shared: it lives in each Deployment.
+    assert PROFILE_ENV not in data
+
+
+def _covered_by(path: str, mounts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The deepest mount that contains path."""
+    best = None
+    for mount in mounts:
+        root = mount["mountPath"].rstrip("/")
+        if (path == root or path.startswith(root + "/")) and (
+            best is None or len(root) > len(best["mountPath"].rstrip("/"))
+        ):
+            best = mount
+    return best
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_every_writable_path_is_an_emptydir(kubectl, tree):
+    docs = render(kubectl, tree)
+    data = config_data(docs)
+    for deployment in by_kind(docs, "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert not any("persistentVolumeClaim" in v for v in volumes.values())  # baked bundle
+        used_by: dict[str, set[str]] = {}
+        for container in spec["containers"]:
+            mounts = container["volumeMounts"]
+            for mount in mounts:
+                used_by.setdefault(mount["name"], set()).add(container["name"])
+                if not mount.get("readOnly"):
+                    assert "emptyDir" in volumes[mount["name"]], mount
+            for path in ("/tmp", data["PROMETHEUS_MULTIPROC_DIR"]):
+                mount = _covered_by(path, mounts)
+                assert mount and "emptyDir" in volumes[mount["name"]], (container["name"], path)
+        assert set(used_by) == set(volumes), "a volume no container mounts"
+        http_mounts = containers(deployment)["http"]["volumeMounts"]
+        assert _covered_by(data["BENTOML_HOME"], http_mounts), "BENTOML_HOME is not writable"
+        # Each container has its own Prometheus multiprocess directory (no double counting).
+        for container in spec["containers"]:
+            mount = _covered_by(data["PROMETHEUS_MULTIPROC_DIR"], container["volumeMounts"])
+            assert used_by[mount["name"]] == {container["name"]}
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_probes(kubectl, tree):
+    for deployment in deployments(kubectl, tree):
+        http, grpc = containers(deployment)["http"], containers(deployment)["grpc"]
+        assert http["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert http["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+        assert "httpGet" in http["startupProbe"]
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert grpc[kind]["grpc"]["port"] == 50051
+        for container in (http, grpc):
+            startup = container["startupProbe"]
+            # Model loading may be slow: the startup probe allows at least two minutes.
+            assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+
+
+def test_single_serves_baseline_by_default(kubectl):
+    (deployment,) = deployments(kubectl, "single")
+    assert deployment["metadata"]["name"] == "ccsclip"
+    for container in containers(deployment).values():
+        assert env_value(container, PROFILE_ENV) == "baseline"
+    assert "replicas" not in deployment["spec"]  # the HPA owns the count
+
+
+# --- selectors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_selectors_match_pods(kubectl, tree):
+    docs = render(kubectl, tree)
+    deps = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+    for deployment in deps.values():
+        assert selects(deployment["spec"]["selector"]["matchLabels"], pod_labels(deployment))
+    # A Service, PDB or HPA of an instance reaches exactly that instance's pods.
+    for kind in ("Service", "PodDisruptionBudget"):
+        for doc in by_kind(docs, kind):
+            selector = doc["spec"]["selector"]
+            selector = selector.get("matchLabels", selector)
+            assert selector, f"{kind} {doc['metadata']['name']} selects everything"
+            hit = [name for name, d in deps.items() if selects(selector, pod_labels(d))]
+            assert hit == [doc["metadata"]["name"]], (kind, doc["metadata"]["name"], hit)
+    for hpa in by_kind(docs, "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target["kind"] == "Deployment" and target["name"] == hpa["metadata"]["name"]
+        assert target["name"] in deps
+        assert hpa["spec"]["minReplicas"] >= 2
+        metrics = hpa["spec"]["metrics"]
+        assert any(m["type"] == "Resource" and m["resource"]["name"] == "cpu" for m in metrics)
+    (policy,) = by_kind(docs, "NetworkPolicy")
+    for deployment in deps.values():
+        assert selects(policy["spec"]["podSelector"]["matchLabels"], pod_labels(deployment))
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_service_ports(kubectl, tree):
+    docs = render(kubectl, tree)
+    for service in by_kind(docs, "Service"):
+        ports = {p["name"]: p for p in service["spec"]["ports"]}
+        assert {n: p["port"] for n, p in ports.items()} == {
+            "http": 3000,
+            "grpc": 50051,
+            "grpc-metrics": 9090,
+        }
+        assert ports["grpc"]["appProtocol"] in {"kubernetes.io/h2c", "grpc", "h2c"}
+        deployment = one(docs, "Deployment", service["metadata"]["name"])
+        container_ports = {
+            p["name"] for c in containers(deployment).values() for p in c.get("ports", [])
+        }
+        assert {p["targetPort"] for p in ports.values()} <= container_ports
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_servicemonitor_scrapes_both_metrics_ports(kubectl, tree):
+    docs = render(kubectl, tree)
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    services = by_kind(docs, "Service")
+    selected = [
+        s
+        for s in services
+        if selects(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+    ]
+    assert selected == services
+    endpoints = monitor["spec"]["endpoints"]
+    assert {e["port"] for e in endpoints} == {"http", "grpc-metrics"}
+    for endpoint in endpoints:
+        assert endpoint["path"] == "/metrics"
+        for service in selected:
+            assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def _ports(rule: dict[str, Any]) -> set[int]:
+    return {p["port"] for p in rule["ports"]}
+
+
+def test_networkpolicy(kubectl):
+    (policy,) = by_kind(render(kubectl, "single"), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = policy["spec"]["ingress"]
+    api = [r for r in rules if _ports(r) == {3000, 50051}]
+    assert len(api) == 1
+    sources = api[0]["from"]
+    assert {"podSelector": {}} in sources  # the whole namespace
+    assert any("namespaceSelector" in s for s in sources)  # the gateway's namespace
+    metrics = [r for r in rules if _ports(r) == {9090, 3000}]
+    assert len(metrics) == 1
+    (source,) = metrics[0]["from"]
+    assert source["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "monitoring"
+    assert len(rules) == 2
+
+
+# --- A/B -----------------------------------------------------------------------------------
+
+
+def _strip_variant(doc: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The Deployment without its name, variant labels and default profile."""
+    doc = copy.deepcopy(doc)
+    assert doc["metadata"].pop("name") == f"ccsclip-{variant}"
+
+    def drop_label(labels: dict[str, str]) -> None:
+        assert labels.pop(VARIANT) == variant
+
+    spec = doc["spec"]
+    drop_label(doc["metadata"]["labels"])
+    drop_label(spec["selector"]["matchLabels"])
+    drop_label(spec["template"]["metadata"]["labels"])
+    for constraint in spec["template"]["spec"].get("topologySpreadConstraints", []):
+        drop_label(constraint["labelSelector"]["matchLabels"])
+    for container in spec["template"]["spec"]["containers"]:
+        (entry,) = [e for e in container["env"] if e["name"] == PROFILE_ENV]
+        assert entry["value"] == AB_PROFILES[variant]
+        container["env"].remove(entry)
+    return doc
+
+
+def test_ab_deployments_differ_only_in_default_profile(kubectl):
+    docs = render(kubectl, "ab")
+    a = _strip_variant(one(docs, "Deployment", "ccsclip-a"), "a")
+    b = _strip_variant(one(docs, "Deployment", "ccsclip-b"), "b")
+    assert a == b
+    # And the shared part is the single overlay's Deployment.
+    (single,) = by_kind(render(kubectl, "single"), "Deployment")
+    single = copy.deepcopy(single)
+    del single["metadata"]["name"]
+    for container in single["spec"]["template"]["spec"]["containers"]:
+        container["env"] = [e for e in container["env"] if e["name"] != PROFILE_ENV]
+    assert a == single
+
+
+def test_ab_per_variant_resources_select_their_variant(kubectl):
+    docs = render(kubectl, "ab")
+    for variant in AB_PROFILES:
+        name = f"ccsclip-{variant}"
+        assert pod_labels(one(docs, "Deployment", name))[VARIANT] == variant
+        assert one(docs, "Service", name)["spec"]["selector"][VARIANT] == variant
+        pdb = one(docs, "PodDisruptionBudget", name)
+        assert pdb["spec"]["selector"]["matchLabels"][VARIANT] == variant
+        hpa = one(docs, "HorizontalPodAutoscaler", name)
+        assert hpa["spec"]["scaleTargetRef"]["name"] == name
+    # Shared resources name no variant.
+    for kind in ("ServiceMonitor", "NetworkPolicy"):
+        (doc,) = by_kind(docs, kind)
+        assert VARIANT not in str(doc["spec"].get("selector", doc["spec"].get("podSelector")))
+
+
+def routes(kubectl) -> dict[str, dict[str, Any]]:
+    docs = render(kubectl, "ab")
+    return {kind: one(docs, kind, "ccsclip") for kind in ("HTTPRoute", "GRPCRoute")}
+
+
+ROUTE_PORT_NAME = {"HTTPRoute": "http", "GRPCRoute": "grpc"}
+
+
+@pytest.mark.parametrize("kind", sorted(ROUTE_PORT_NAME))
+def test_route_weights_sum_to_100(kubectl, kind):
+    route = routes(kubectl)[kind]
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    weighted = [r for r in route["spec"]["rules"] if len(r["backendRefs"]) > 1]
+    assert len(weighted) == 1
+    for rule in weighted:
+        weights = {ref["name"]: ref["weight"] for ref in rule["backendRefs"]}
+        assert sum(weights.values()) == 100
+        assert weights == {"ccsclip-a": 90, "ccsclip-b": 10}  # the documented default
+        assert not any(m.get("headers") for m in rule.get("matches", []))
+
+
+@pytest.mark.parametrize("kind", sorted(ROUTE_PORT_NAME))
+def test_route_backends_are_rendered_services(kubectl, kind):
+    docs = render(kubectl, "ab")
+    services = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
+    route = routes(kubectl)[kind]
+    refs = [ref for rule in route["spec"]["rules"] for ref in rule["backendRefs"]]
+    assert {ref["name"] for ref in refs} == {"ccsclip-a", "ccsclip-b"}
+    for ref in refs:
+        assert ref.get("kind", "Service") == "Service" and ref.get("group", "") == ""
+        assert ref["name"] in services
+        ports = {p["port"]: p["name"] for p in services[ref["name"]]["spec"]["ports"]}
+        assert ports.get(ref["port"]) == ROUTE_PORT_NAME[kind], ref
+
+
+@pytest.mark.parametrize("kind", sorted(ROUTE_PORT_NAME))
+def test_route_header_forces_each_variant(kubectl, kind):
+    docs = render(kubectl, "ab")
+    route = routes(kubectl)[kind]
+    for variant in AB_PROFILES:
+        forcing = [
+            rule
+            for rule in route["spec"]["rules"]
+            for match in rule.get("matches", [])
+            if {"type": "Exact", "name": VARIANT_HEADER, "value": variant}
+            in match.get("headers", [])
+        ]
+        assert len(forcing) == 1, variant
+        (ref,) = forcing[0]["backendRefs"]
+        assert ref["name"] == f"ccsclip-{variant}"
+        service = one(docs, "Service", ref["name"])
+        assert service["spec"]["selector"][VARIANT] == variant
+
+
+def test_routes_attach_to_the_user_gateway(kubectl):
+    sections = set()
+    for route in routes(kubectl).values():
+        (parent,) = route["spec"]["parentRefs"]
+        assert parent["name"] == "ccsclip-gateway"
+        assert parent.get("kind", "Gateway") == "Gateway"
+        assert parent.get("group", "gateway.networking.k8s.io") == "gateway.networking.k8s.io"
+        sections.add(parent.get("sectionName"))
+    # HTTPRoute and GRPCRoute may not share a listener hostname: separate listeners.
+    assert len(sections) == 2 and None not in sections
+
+
+# --- the PVC bundle component ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tree", sorted(OVERLAYS))
+def test_pvc_component_mounts_the_claim(kubectl, tree, tmp_path: Path):
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(OVERLAYS[tree], tmp_path)],
+                "components": [os.path.relpath(PVC_COMPONENT, tmp_path)],
+            }
+        )
+    )
+    docs = kustomize_build(kubectl, tmp_path)
+    (claim,) = by_kind(docs, "PersistentVolumeClaim")
+    data = config_data(docs)
+    bundle = data["CCSCLIP_BUNDLE"]
+    assert bundle == "/bundles/current"
+    # Merged into the shared ConfigMap, whose new hash the Deployments follow.
+    (config,) = by_kind(docs, "ConfigMap")
+    plain = config_data(render(kubectl, tree))
+    assert {k: v for k, v in data.items() if k != "CCSCLIP_BUNDLE"} == {
+        k: v for k, v in plain.items() if k != "CCSCLIP_BUNDLE"
+    }
+    deps = by_kind(docs, "Deployment")
+    assert len(deps) == len(by_kind(render(kubectl, tree), "Deployment"))
+    for deployment in deps:
+        spec = deployment["spec"]["template"]["spec"]
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]
+            for v in spec["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        assert list(claims.values()) == [{"claimName": claim["metadata"]["name"], "readOnly": True}]
+        (volume,) = claims
+        for container in spec["containers"]:
+            assert container["envFrom"][0]["configMapRef"]["name"] == config["metadata"]["name"]
+            mount = _covered_by(bundle, container["volumeMounts"])
+            assert mount and mount["name"] == volume and mount["readOnly"] is True
+    # Everything still validates.
+    try:
+        import kubernetes_validate as kv
+    except ImportError:
+        return
+    kv.validate(claim, kv.latest_version(), strict=True)
+    for deployment in deps:
+        kv.validate(deployment, kv.latest_version(), strict=True)
+
+
+# --- the Grafana dashboard -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    return load_dashboard()
+
+
+def test_dashboard_is_a_grafana_dashboard(dashboard):
+    assert dashboard["schemaVersion"] >= 38
+    assert dashboard["title"] and dashboard["uid"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    profile = variables["profile"]
+    assert profile["type"] == "query" and profile["multi"] is True
+    query = profile["query"]["query"]
+    assert query.startswith("label_values(") and query.replace(" ", "").endswith(",profile)")
+    assert promql_metric_names(variable_exprs(query)[0]) <= contract_series_names()
+    panels = list(iter_panels(dashboard["panels"]))
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    for panel in panels:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert panel["targets"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}"
+            assert target["expr"].strip()
+
+
+def test_dashboard_uses_only_contract_metrics(dashboard):
+    allowed = contract_series_names()
+    for expr in dashboard_exprs(dashboard):
+        names = promql_metric_names(expr)
+        assert names, f"no metric in {expr!r}"
+        assert names <= allowed, f"{expr!r} uses {sorted(names - allowed)}"
+    # Every metric family of the contract is on the dashboard.
+    assert {metric_family(n) for n in dashboard_metric_names()} == set(CONTRACT_METRICS)
+
+
+def test_dashboard_metric_check_catches_an_unknown_metric(dashboard):
+    mutated = copy.deepcopy(dashboard)
+    panel = next(p for p in iter_panels(mutated["panels"]) if p.get("targets"))
+    panel["targets"][0]["expr"] = "sum(rate(ccsclip_request_total[5m]))"  # typo: request
+    names = set().union(*(promql_metric_names(e) for e in dashboard_exprs(mutated)))
+    assert "ccsclip_request_total" in names - contract_series_names()
+
+
+def _panel_exprs(panel: dict[str, Any]) -> str:
+    return "\n".join(t["expr"] for t in panel.get("targets", []))
+
+
+def test_dashboard_has_the_required_panels(dashboard):
+    panels = [p for p in iter_panels(dashboard["panels"]) if p["type"] != "row"]
+
+    def having(*needles: str, types: tuple[str, ...] = ("timeseries",)) -> list[dict]:
+        return [
+            p for p in panels if p["type"] in types and all(n in _panel_exprs(p) for n in needles)
+        ]
+
+    assert having("ccsclip_probe_accuracy", "by (profile")
+    assert having("ccsclip_probe_maxskew", "profile", "attribute", "k)")
+    assert having("ccsclip_requests_total", "endpoint, profile, transport")
+    assert having(
+        "histogram_quantile(0.5,", "histogram_quantile(0.99,", "ccsclip_request_latency_seconds"
+    )
+    assert having("ccsclip_batch_size")
+    assert having("ccsclip_text_cache_hits_total", "ccsclip_text_cache_misses_total")
+    assert having("ccsclip_probe_failures_total")
+    # Accuracy against MaxSkew, A and B side by side: an XY chart and a table.
+    tradeoff = having("ccsclip_probe_accuracy", "ccsclip_probe_maxskew", types=("xychart", "table"))
+    assert {p["type"] for p in tradeoff} == {"xychart", "table"}
+    xy = next(p for p in tradeoff if p["type"] == "xychart")
+    assert "$profile_a" in _panel_exprs(xy) and "$profile_b" in _panel_exprs(xy)
+    assert len(xy["options"]["series"]) == 2
+
+
+def test_promql_metric_name_parser():
+    cases = {
+        'histogram_quantile(0.99, sum by (le) (rate(a_bucket{x="y"}[5m])))': {"a_bucket"},
+        "sum(rate(a_total[$__rate_interval])) / clamp_min(sum(rate(b_total[1m])), 1e-9)": {
+            "a_total",
+            "b_total",
+        },
+        "time() - max by (p) (c)": {"c"},
+        '{__name__="d"}': {"d"},
+        "e offset 1h30m and on(job) f": {"e", "f"},
+        "max_over_time(g[1h:5m]) > bool .5": {"g"},
+        'rate(x{a=~"rate(y)"}[5m])': {"x"},
+        "i unless ignoring(a) group_left(b) j": {"i", "j"},
+    }
+    for expr, expected in cases.items():
+        assert promql_metric_names(expr) == expected, expr
+    assert variable_exprs("label_values(m{a='b'}, profile)") == ["m{a='b'}"]
+    assert variable_exprs("label_values(profile)") == []
