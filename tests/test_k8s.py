@@ -499,7 +499,7 @@ def test_routes_attach_to_the_user_gateway(kubectl):
 
 
 @pytest.mark.parametrize("tree", sorted(OVERLAYS))
-def test_pvc_component_mounts_the_claim(kubectl, tree, tmp_path: Path):
+def test_pvc_component_mounts_the_claim(kubectl, k8s_validate, tree, tmp_path: Path):
     (tmp_path / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
@@ -517,7 +517,9 @@ def test_pvc_component_mounts_the_claim(kubectl, tree, tmp_path: Path):
     assert bundle == "/bundles/current"
     # Merged into the shared ConfigMap, whose new hash the Deployments follow.
     (config,) = by_kind(docs, "ConfigMap")
-    plain = config_data(render(kubectl, tree))
+    (plain_config,) = by_kind(render(kubectl, tree), "ConfigMap")
+    assert config["metadata"]["name"] != plain_config["metadata"]["name"]
+    plain = plain_config["data"]
     assert {k: v for k, v in data.items() if k != "CCSCLIP_BUNDLE"} == {
         k: v for k, v in plain.items() if k != "CCSCLIP_BUNDLE"
     }
@@ -537,13 +539,8 @@ def test_pvc_component_mounts_the_claim(kubectl, tree, tmp_path: Path):
             mount = _covered_by(bundle, container["volumeMounts"])
             assert mount and mount["name"] == volume and mount["readOnly"] is True
     # Everything still validates.
-    try:
-        import kubernetes_validate as kv
-    except ImportError:
-        return
-    kv.validate(claim, kv.latest_version(), strict=True)
-    for deployment in deps:
-        kv.validate(deployment, kv.latest_version(), strict=True)
+    for doc in [claim, config, *deps]:
+        k8s_validate.validate(doc, k8s_validate.latest_version(), strict=True)
 
 
 # --- the Grafana dashboard -----------------------------------------------------------------

@@ -103,6 +103,43 @@ def heads(
     out.print(table)
 
 
+probe_app = typer.Typer(
+    help="Probe folders (design §7): seal a hand-made probe, check one.", no_args_is_help=True
+)
+
+
+@probe_app.command("seal")
+def probe_seal(
+    directory: Annotated[Path, typer.Argument(help="probe folder with a draft probe.yaml")],
+) -> None:
+    """Hash the probe's files into probe.yaml (content_sha256) and validate it."""
+    import yaml
+
+    from ccsclip.errors import InvalidInputError
+    from ccsclip.probeset import PROBE_FILE, load_probe, write_probe_yaml
+
+    draft = directory / PROBE_FILE
+    if not draft.is_file():
+        raise InvalidInputError(f"{draft} does not exist: write a draft probe.yaml first")
+    data = yaml.safe_load(draft.read_text("utf-8")) or {}
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{draft} must be a mapping")
+    data["content_sha256"] = "0" * 64
+    write_probe_yaml(directory, data)
+    probe = load_probe(directory)
+    count = len(getattr(probe, "samples", ()) or getattr(probe, "rows", ()))
+    out.print(f"sealed {probe.name} ({probe.spec.kind}, {count} images)")
+
+
+@probe_app.command("check")
+def probe_check(directory: Annotated[Path, typer.Argument()]) -> None:
+    """Validate a probe folder and its content hash."""
+    from ccsclip.probeset import load_probe
+
+    probe = load_probe(directory)
+    out.print(f"ok: {probe.name} ({probe.spec.kind})")
+
+
 def _mount_subcommands() -> None:
     from ccsclip.engine.cli import register as register_engine
     from ccsclip.export.cli import register as register_export
@@ -113,6 +150,7 @@ def _mount_subcommands() -> None:
     register_engine(app)
     register_export(app)
     app.add_typer(organism_app, name="organism")
+    app.add_typer(probe_app, name="probe")
 
 
 _mount_subcommands()
