@@ -1,4 +1,4 @@
-"""CCS table, judges, profile schema, arms, evaluation and the rank CLI, on real models and files."""
+"""CCS table, judges, profile schema, arms, evaluation and the rank CLI on real models."""
 
 from __future__ import annotations
 
