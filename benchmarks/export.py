@@ -14,7 +14,10 @@ runtimes (torch.set_num_threads(N), onnxruntime intra_op_num_threads=N):
   rate, measured in the same run (torch, 2048 x 2048, N threads).
 
 Timings are best-of-several, interleaved per model: this machine is shared and noisy, so compare
-ratios rather than absolute rates.
+ratios rather than absolute rates. OMP_WAIT_POLICY defaults to PASSIVE here (set before torch
+loads): with libgomp's default policy on a busy 2-core machine, every torch parallel region
+intermittently stalls for a scheduler slice (~7.5 ms per op, eager 100x slower), which would
+measure the machine's load, not the runtime. onnxruntime keeps its own (spinning) thread pool.
 
     python benchmarks/export.py [--threads 2] [--seconds 2] [--quick] [--models ViT-B-32,organism]
 """
@@ -23,13 +26,16 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp: module doc
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 LAST_LAYERS = 4
 PRUNED = {"ViT-B-32": (12, 24), "ccsclip-organism": (8, 16)}
@@ -91,16 +97,27 @@ def write_profiles(loaded, counts: tuple[int, ...], root: Path) -> list:
     return out
 
 
-def best_rate(fn: Callable[[], None], batch: int, seconds: float, min_runs: int = 3) -> float:
-    """Images/s of the fastest call among those made in `seconds` (at least `min_runs`)."""
-    fn()  # warm-up
-    best, runs, start = float("inf"), 0, time.perf_counter()
-    while runs < min_runs or time.perf_counter() - start < seconds:
-        tick = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - tick)
-        runs += 1
-    return batch / best
+def best_rates(
+    fns: dict[str, Callable[[], None]], batch: int, seconds: float, rounds: int = 5
+) -> dict[str, float]:
+    """Images/s of each engine's fastest call, engines interleaved over `rounds` rounds.
+
+    Each round gives every engine `seconds / rounds` (at least one call): on a shared machine a
+    quiet moment then benefits every engine, not only the one that happened to be running.
+    """
+    best = dict.fromkeys(fns, float("inf"))
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(rounds):
+        for label, fn in fns.items():
+            start = time.perf_counter()
+            while True:
+                tick = time.perf_counter()
+                fn()
+                best[label] = min(best[label], time.perf_counter() - tick)
+                if time.perf_counter() - start >= seconds / rounds:
+                    break
+    return {label: batch / t for label, t in best.items()}
 
 
 def matmul_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:
@@ -151,9 +168,10 @@ def bench_model(name: str, threads: int, seconds: float, batches: tuple[int, ...
                 with torch.inference_mode():
                     eager.encode_image(x)
 
-            rates = {"eager": best_rate(run_eager, batch, seconds)}
+            fns = {"eager": run_eager}
             for pname, sess in sessions.items():
-                rates[pname] = best_rate(lambda s=sess, f=feed: s.run(None, f), batch, seconds)
+                fns[pname] = lambda s=sess, f=feed: s.run(None, f)
+            rates = best_rates(fns, batch, seconds)
             base_flops = manifest.profiles["baseline"].flops_per_image
             for label, rate in rates.items():
                 entry = manifest.profiles.get(label, manifest.profiles["baseline"])
@@ -178,7 +196,8 @@ def bench_model(name: str, threads: int, seconds: float, batches: tuple[int, ...
 
 
 def print_table(rows: list[dict], peak: float, threads: int) -> None:
-    print(f"\nthreads={threads}; fp32 matmul (torch 2048^2): {peak:.1f} GFLOP/s")
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    print(f"\nthreads={threads}, OMP_WAIT_POLICY={policy}; fp32 matmul 2048^2: {peak:.1f} GFLOP/s")
     header = (
         f"{'model':<28} {'batch':>5} {'engine':<16} {'heads':>5} {'img/s':>9} {'x eager':>8} "
         f"{'speedup':>8} {'pred.':>6} {'GFLOP/s':>8} {'% mm':>5} {'parity':>8}"

@@ -145,10 +145,12 @@ def _mount_subcommands() -> None:
     from ccsclip.export.cli import register as register_export
     from ccsclip.organism.cli import app as organism_app
     from ccsclip.profiles.cli import register as register_profiles
+    from ccsclip.service.cli import register as register_service
 
     register_profiles(app)
     register_engine(app)
     register_export(app)
+    register_service(app)
     app.add_typer(organism_app, name="organism")
     app.add_typer(probe_app, name="probe")
 

@@ -36,6 +36,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,9 +129,10 @@ def _torch_image_reference(
     model: nn.Module, ablation: Ablation, inputs: list[np.ndarray]
 ) -> list[np.ndarray]:
     """Normalised embeddings of the soft-pruned model (heads masked in the forward pass)."""
+    device = next(model.parameters()).device
     with ablated(model.eval(), ablation):
         return [
-            _normalise(model.encode_image(torch.from_numpy(x), normalize=True).numpy())
+            _normalise(model.encode_image(torch.from_numpy(x).to(device), normalize=True).cpu())
             for x in inputs
         ]
 
@@ -219,8 +221,6 @@ def _reduced_plan(
 
 
 def _check_names(profiles: Sequence[tuple[Profile, Path]], extras: list[_Reduced]) -> list[str]:
-    import re
-
     names = [profile.name for profile, _ in profiles] + [extra.name for extra in extras]
     if not profiles:
         raise InvalidInputError("export needs at least one profile (e.g. a baseline profile)")
@@ -436,7 +436,8 @@ def _export_reduced(
 @torch.inference_mode()
 def _text_parity(loaded: LoadedModel, path: Path) -> float:
     ids = loaded.tokenizer(_TEXTS, context_length=loaded.spec.context_length)
-    expected = _normalise(loaded.model.encode_text(ids, normalize=True).numpy())
+    device = next(loaded.model.parameters()).device
+    expected = _normalise(loaded.model.encode_text(ids.to(device), normalize=True).cpu())
     session = _session(path)
     got = _normalise(session.run(None, {session.get_inputs()[0].name: ids.numpy()})[0])
     return _max_abs([got], [expected])

@@ -22,7 +22,7 @@ def _print_manifest(manifest, bundle: Path) -> None:
         title=f"bundle {bundle} ({manifest.model.name}, default {manifest.default_profile})"
     )
     table.add_column("profile", no_wrap=True)
-    for column in ("dtype", "heads", "GFLOP", "params", "parity", "Δacc"):
+    for column in ("dtype", "heads", "GMAC/img", "params", "parity", "Δacc"):
         table.add_column(column, justify="right")
     for name, entry in manifest.profiles.items():
         delta = "" if entry.accuracy_delta is None else f"{entry.accuracy_delta:+.3f}"
@@ -30,7 +30,7 @@ def _print_manifest(manifest, bundle: Path) -> None:
             name,
             entry.quantize or entry.precision,
             str(len(entry.heads_removed)),
-            f"{entry.flops_per_image / 1e9:.3f}",
+            f"{entry.flops_per_image / 1e9:.3g}",
             f"{entry.parameters:,}",
             f"{entry.parity_max_abs:.1e}",
             delta,
@@ -58,11 +58,12 @@ def export(
     ] = None,
 ) -> None:
     """Bake each profile, export ONNX files, check parity and write a bundle with a manifest."""
-    from ccsclip.export.bundle import export_bundle
-    from ccsclip.models import load_model
     from ccsclip.profiles.schema import load_profile
 
-    profiles = [(load_profile(path), path) for path in profile]  # fail before loading a model
+    profiles = [(load_profile(path), path) for path in profile]  # fail before importing torch
+    from ccsclip.export.bundle import export_bundle
+    from ccsclip.models import load_model
+
     loaded = load_model(model, pretrained)
     manifest = export_bundle(
         loaded,

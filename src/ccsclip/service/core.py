@@ -1,0 +1,390 @@
+"""Transport-neutral request handling: validated request model in, response model out.
+
+Both transports call the same `Core` methods and map the same `ServiceError` to their status
+codes (HTTP 400/404/413, gRPC INVALID_ARGUMENT/NOT_FOUND/RESOURCE_EXHAUSTED). What lives here and
+why:
+
+* Profile choice: the request's `profile` field, else the `x-ccsclip-profile` header (applied to
+  the payload by `apply_header_profile` before validation, so a batch item carries its profile),
+  else the engine's default. Retrieval with an image query defaults to the gallery's profile.
+* Image decoding with limits: only raster formats (no EPS/PDF, which would run Ghostscript); the
+  pixel count is checked from the header before any pixel is decoded (decompression bombs);
+  grey, palette, RGBA, CMYK and 16-bit/float images are valid and converted to 8-bit RGB. Each
+  image is preprocessed as soon as it is decoded, so only one full-size image is in memory.
+* Galleries are loaded at start-up and addressed by folder name only: no request value is ever
+  turned into a path.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from pydantic import ValidationError
+
+from ccsclip.engine.engine import Engine, check_templates
+from ccsclip.engine.gallery import Gallery, load_gallery
+from ccsclip.errors import CcsclipError, InvalidInputError, NotFoundError
+from ccsclip.service import schemas as s
+from ccsclip.service.metrics import Metrics, get_metrics
+from ccsclip.service.probes import ProbeRunner
+from ccsclip.service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+PROFILE_HEADER = "x-ccsclip-profile"
+ENDPOINTS = ("zero_shot", "retrieve", "embed_images", "embed_texts", "profiles", "probes")
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+NO_PROFILE = "none"  # metrics label when no served profile is involved (bounded cardinality)
+Kind = Literal["invalid", "not_found", "too_large"]
+HTTP_STATUS: dict[str, int] = {"invalid": 400, "not_found": 404, "too_large": 413}
+
+
+class ServiceError(Exception):
+    """A request the service refuses: `kind` picks the status, `field` names the culprit."""
+
+    def __init__(self, kind: Kind, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.kind: Kind = kind
+        self.field = field
+        self.message = message
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.kind]
+
+    def info(self) -> s.ErrorInfo:
+        return s.ErrorInfo(error=self.message, kind=self.kind, field=self.field)
+
+    def prefixed(self, prefix: str) -> ServiceError:
+        """The same error with its field inside `prefix` (an item of a list)."""
+        if not self.field:
+            return ServiceError(self.kind, prefix, f"{prefix}: {self.message}")
+        field = f"{prefix}.{self.field}"
+        return ServiceError(self.kind, field, self.message.replace(self.field, field, 1))
+
+    def __repr__(self) -> str:
+        return f"ServiceError({self.kind!r}, {self.field!r}, {self.message!r})"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def field_path(loc: Sequence[Any]) -> str | None:
+    """pydantic loc -> `labels[3]`, `items[0].image`; BentoML's root wrapper is dropped."""
+    parts = [p for p in loc if p != "root"]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or None
+
+
+def error_from_details(details: Sequence[Mapping[str, Any]], prefix: str = "") -> ServiceError:
+    """The first pydantic error (as `ValidationError.errors()` gives) as a ServiceError."""
+    if not details:
+        return ServiceError("invalid", None, "the request is not valid")
+    first = details[0]
+    field = field_path(first.get("loc", ()))
+    if prefix:
+        field = f"{prefix}{'.' if field and not field.startswith('[') else ''}{field or ''}"
+    kind: Kind = {s.TOO_LARGE: "too_large", s.NOT_FOUND: "not_found"}.get(
+        str(first.get("type")), "invalid"
+    )
+    message = str(first.get("msg", "invalid value"))
+    if first.get("type") == "extra_forbidden":
+        message = "unknown field (not part of this request)"
+    if first.get("type") == "json_invalid":
+        field, message = None, f"the body is not valid JSON: {message}"
+    more = f" (and {len(details) - 1} more problems)" if len(details) > 1 else ""
+    return ServiceError(kind, field, f"{field or 'request'}: {message}{more}")
+
+
+def error_from_validation(exc: ValidationError, prefix: str = "") -> ServiceError:
+    return error_from_details(exc.errors(include_url=False, include_input=False), prefix)
+
+
+def validate(model: type[s.BaseModel], payload: Any) -> Any:
+    """`model.model_validate(payload)` with errors as ServiceError."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise error_from_validation(exc) from None
+
+
+def apply_header_profile(payload: Any, header: str | None) -> Any:
+    """Fill `profile` from the header where the payload (object or list of items) has none."""
+    if not header:
+        return payload
+    if isinstance(payload, dict) and payload.get("profile") is None:
+        return {**payload, "profile": header}
+    if isinstance(payload, list):
+        return [apply_header_profile(item, header) for item in payload]
+    return payload
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB: 16-bit and float images are rescaled (a plain convert would clip them)."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255):
+            values = values / 257.0
+        elif mode == "F" and values.max(initial=0) <= 1.0:
+            values = values * 255.0
+        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def decode_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
+    """Encoded image bytes -> RGB PIL image, or ServiceError naming `field`."""
+    if not data:
+        raise ServiceError("invalid", field, f"{field}: the image is empty (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ServiceError("too_large", field, f"{field}: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ServiceError(
+            "invalid",
+            field,
+            f"{field}: not a readable image ({type(exc).__name__}: {exc}); accepted formats: "
+            f"{', '.join(IMAGE_FORMATS)}",
+        ) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ServiceError(
+            "too_large",
+            field,
+            f"{field}: {width}x{height} = {width * height} pixels; the limit is {max_pixels} "
+            "(CCSCLIP_MAX_IMAGE_PIXELS)",
+        )
+    try:
+        image.load()
+        return _to_rgb(image)
+    except Image.DecompressionBombError as exc:
+        raise ServiceError("too_large", field, f"{field}: {exc}") from None
+    except Exception as exc:  # truncated or corrupt data: PIL raises many types
+        raise ServiceError(
+            "invalid", field, f"{field}: the image data is corrupt or truncated ({exc})"
+        ) from None
+
+
+# --------------------------------------------------------------------------- the core
+
+
+class Core:
+    """One engine, its galleries and probe runner; handlers for every endpoint."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: ServiceSettings,
+        galleries: Mapping[str, Gallery] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.galleries = dict(galleries or {})
+        self.metrics = metrics or get_metrics()
+        model = engine.manifest.model
+        self.model = s.ModelRef(
+            name=model.name, pretrained=model.pretrained, weights_sha256=model.weights_sha256
+        )
+        self.probes: ProbeRunner | None = None  # attached by the server that runs them
+        self._known = set(engine.manifest.profiles)
+        self.metrics.describe_profiles(engine.profiles())
+
+    @classmethod
+    def load(cls, settings: ServiceSettings, metrics: Metrics | None = None) -> Core:
+        """Open the bundle and the configured galleries (a gallery that fails is skipped)."""
+        engine = Engine.load(
+            settings.bundle,
+            default_profile=settings.default_profile,
+            intra_op_threads=settings.threads or None,
+            text_cache_size=settings.text_cache_size,
+        )
+        galleries: dict[str, Gallery] = {}
+        for directory in settings.gallery_dirs():
+            name = directory.name
+            if name in galleries:
+                raise InvalidInputError(
+                    f"two configured galleries are named {name!r} ({galleries[name].path} and "
+                    f"{directory}); galleries are addressed by folder name, so rename one"
+                )
+            try:
+                galleries[name] = load_gallery(directory, engine)
+            except CcsclipError as exc:
+                log.error("gallery %s is not served: %s", directory, exc)
+        return cls(engine, settings, galleries, metrics)
+
+    # ------------------------------------------------------------------ helpers
+
+    def profile(self, name: str | None, field: str = "profile") -> str:
+        """The served profile for a requested name (None: the default)."""
+        try:
+            return self.engine.resolve_profile(name)
+        except NotFoundError as exc:
+            raise ServiceError("not_found", field, f"{field}: {exc}") from None
+
+    def profile_label(self, endpoint: str, payload: Any) -> str:
+        """The profile a request will be served by, for metrics labels; only served names."""
+        default = self.engine.default_profile
+        if isinstance(payload, list):
+            names = {self.profile_label(endpoint, item) for item in payload}
+            return names.pop() if len(names) == 1 else ("mixed" if names else NO_PROFILE)
+        if not isinstance(payload, dict) or endpoint in ("profiles", "probes"):
+            return NO_PROFILE
+        requested = payload.get("profile")
+        if endpoint == "retrieve":
+            gallery = self.galleries.get(str(payload.get("gallery")))
+            if gallery is None:
+                return NO_PROFILE
+            return gallery.profile if requested is None else self._known_or_none(requested)
+        return default if requested is None else self._known_or_none(requested)
+
+    def _known_or_none(self, name: Any) -> str:
+        return name if isinstance(name, str) and name in self._known else NO_PROFILE
+
+    def _pixels(self, data: bytes, field: str) -> np.ndarray:
+        """Decode and preprocess one image -> [1, 3, S, S] float32 (the full image is dropped)."""
+        image = decode_image(data, field, self.settings.max_image_pixels)
+        return self.engine.preprocess([image])
+
+    def _all_pixels(self, images: Sequence[bytes], field: str) -> np.ndarray:
+        return np.concatenate([self._pixels(d, f"{field}[{i}]") for i, d in enumerate(images)])
+
+    def _embed(self, pixels: np.ndarray, profile: str, endpoint: str) -> np.ndarray:
+        self.metrics.observe_batch(endpoint, profile, len(pixels))
+        return self.engine.embed_pixels(pixels, profile)
+
+    def _after(self) -> None:
+        self.metrics.sync_text_cache(self.engine.text_cache_info())
+
+    # ------------------------------------------------------------------ endpoints
+
+    def zero_shot(self, request: s.ZeroShotRequest) -> s.ZeroShotResponse:
+        name = self.profile(request.profile)
+        try:
+            templates = None if request.templates is None else check_templates(request.templates)
+        except InvalidInputError as exc:
+            raise ServiceError("invalid", "templates", f"templates: {exc}") from None
+        classes = self.engine.class_embeddings(request.labels, templates)
+        embeddings = self._embed(self._all_pixels(request.images, "images"), name, "zero_shot")
+        probabilities = self.engine.probabilities(embeddings, classes)
+        top_k = min(request.top_k, len(request.labels))
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+        results = [
+            s.Classification(
+                top=[s.LabelScore(label=request.labels[j], score=float(row[j])) for j in ranks]
+            )
+            for row, ranks in zip(probabilities, order, strict=True)
+        ]
+        self._after()
+        return s.ZeroShotResponse(profile=name, model=self.model, results=results)
+
+    def retrieve(self, request: s.RetrieveRequest) -> s.RetrieveResponse:
+        gallery = self.galleries.get(request.gallery)
+        if gallery is None:
+            raise ServiceError(
+                "not_found",
+                "gallery",
+                f"gallery: unknown gallery {request.gallery!r}; served galleries: "
+                f"{sorted(self.galleries)}",
+            )
+        if request.profile is not None:
+            self.profile(request.profile)  # an unknown name is a 404 for both query kinds
+        if request.text is not None:
+            query = self.engine.embed_texts([request.text])[0]
+            kind: Literal["text", "image"] = "text"
+        else:
+            if request.profile is not None and request.profile != gallery.profile:
+                raise ServiceError(
+                    "invalid",
+                    "profile",
+                    f"profile: gallery {request.gallery!r} was indexed with profile "
+                    f"{gallery.profile!r}; an image embedded with {request.profile!r} is not "
+                    "comparable. Omit the profile (and the x-ccsclip-profile header)",
+                )
+            name = self.profile(gallery.profile, "gallery")
+            assert request.image is not None
+            query = self._embed(self._pixels(request.image, "image"), name, "retrieve")[0]
+            kind = "image"
+        hits = [s.GalleryHit(id=i, score=score) for i, score in gallery.search(query, request.k)]
+        self._after()
+        return s.RetrieveResponse(
+            profile=gallery.profile,
+            model=self.model,
+            gallery=request.gallery,
+            query=kind,
+            hits=hits,
+        )
+
+    def embed_items(
+        self, items: Sequence[s.ImageItem], endpoint: str = "embed_images"
+    ) -> list[s.Embedding]:
+        """Embed a batch whose items may name different profiles: one engine call per profile.
+
+        A bad item does not fail the batch (it may hold other requests' items): its result
+        carries `error` (field relative to the item) and the transport refuses its request.
+        """
+        results: list[s.Embedding | None] = [None] * len(items)
+        groups: dict[str, list[tuple[int, np.ndarray]]] = {}
+        for index, item in enumerate(items):
+            try:
+                name = self.profile(item.profile)
+                pixels = self._pixels(item.image, "image")
+            except ServiceError as exc:
+                results[index] = s.Embedding(
+                    profile=NO_PROFILE, model=self.model, values=[], error=exc.info()
+                )
+                continue
+            groups.setdefault(name, []).append((index, pixels))
+        for name, members in groups.items():
+            embeddings = self._embed(np.concatenate([p for _, p in members]), name, endpoint)
+            for row, (index, _) in enumerate(members):
+                values = embeddings[row].tolist()
+                results[index] = s.Embedding(profile=name, model=self.model, values=values)
+        return [r for r in results if r is not None]
+
+    def embed_images(self, request: s.EmbedImagesRequest) -> s.EmbedImagesResponse:
+        """All items of one request; the first failed item fails the request."""
+        results = self.embed_items(request.items)
+        for index, result in enumerate(results):
+            if result.error is not None:
+                error = result.error
+                raise ServiceError(error.kind, error.field, error.error).prefixed(f"items[{index}]")
+        return s.EmbedImagesResponse(embeddings=results)
+
+    def embed_texts(self, request: s.EmbedTextsRequest) -> s.EmbedTextsResponse:
+        name = self.profile(request.profile)
+        embeddings = self.engine.embed_texts(request.texts)
+        self._after()
+        return s.EmbedTextsResponse(
+            profile=name,
+            model=self.model,
+            embeddings=[
+                s.Embedding(profile=name, model=self.model, values=row.tolist())
+                for row in embeddings
+            ],
+        )
+
+    def list_profiles(self) -> s.ProfilesResponse:
+        return s.ProfilesResponse(
+            model=self.model,
+            default_profile=self.engine.default_profile,
+            profiles=[s.ProfileInfo(**p.model_dump()) for p in self.engine.profiles()],
+            galleries=sorted(self.galleries),
+            probes=self.probes.names() if self.probes else [],
+        )
+
+    def probe_results(self) -> s.ProbesResponse:
+        if self.probes is None:
+            return s.ProbesResponse(results=[], interval_s=self.settings.probe_interval_s, runs=0)
+        return self.probes.response()

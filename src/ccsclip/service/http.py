@@ -1,0 +1,149 @@
+"""The BentoML 1.4 service (new-style `@bentoml.service`): `bentoml serve service:CCSClip`.
+
+Thin: each API validates with the shared schemas (BentoML parses the body into them), calls the
+transport-neutral Core and returns its response model, or the error body with 4xx. The edge
+middleware (edge.py) handles body limits, forms, the profile header, error bodies and metrics.
+
+`/v1/embed_images` is batchable: BentoML merges concurrent requests' item lists (adaptive
+batching) and the Core runs one image-tower call per profile of the merged batch. Its items carry
+their profile because a batch function sees no per-request headers.
+
+Every worker loads the engine; only worker 1 (or an in-process service) runs the background
+probes, and shares their results with the other workers through a file in the Prometheus
+multiprocess directory, which BentoML creates empty for each `bentoml serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from pydantic import ValidationError
+from starlette.responses import JSONResponse
+
+from ccsclip.errors import CcsclipError
+from ccsclip.service.core import Core, ServiceError
+from ccsclip.service.edge import EdgeMiddleware, set_core
+from ccsclip.service.metrics import get_metrics
+from ccsclip.service.probes import RESULTS_FILE, ProbeRunner
+from ccsclip.service.schemas import (
+    Embedding,
+    EmbedTextsRequest,
+    EmbedTextsResponse,
+    EmptyRequest,
+    ImageItems,
+    ProbesResponse,
+    ProfilesResponse,
+    RetrieveRequest,
+    RetrieveResponse,
+    ZeroShotRequest,
+    ZeroShotResponse,
+)
+from ccsclip.service.settings import get_settings
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+
+def _answer(handler: Callable[[Any], Any], request: Any) -> Any:
+    """The handler's response model, or a JSON error response with its 4xx status."""
+    try:
+        return handler(request)
+    except ServiceError as exc:
+        return JSONResponse(exc.info().model_dump(), status_code=exc.http_status)
+    except CcsclipError as exc:  # an engine check the schemas did not anticipate
+        error = ServiceError("invalid", None, str(exc))
+        return JSONResponse(error.info().model_dump(), status_code=error.http_status)
+
+
+class _QuietValidationErrors(logging.Filter):
+    """BentoML logs every body that fails validation as an ERROR with a traceback. It is the
+    client's mistake, answered with a 4xx: keep one WARNING line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "invalid request on %s [%s] (answered with a 4xx)"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _probe_runner(core: Core) -> ProbeRunner:
+    worker = bentoml.server_context.worker_index
+    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return ProbeRunner(
+        core.engine,
+        settings.probe_dirs(),
+        core.metrics,
+        interval_s=settings.probe_interval_s,
+        batch_size=settings.probe_batch_size,
+        active=worker in (None, 1),
+        results_file=Path(shared) / RESULTS_FILE if shared and worker is not None else None,
+    )
+
+
+@bentoml.service(
+    name="ccsclip",
+    workers=settings.http_workers,
+    threads=settings.http_threads,
+    traffic={"timeout": 120},
+)
+class CCSClip:
+    """Zero-shot classification, retrieval and embeddings with per-request pruning profiles."""
+
+    def __init__(self) -> None:
+        self.core = Core.load(settings, get_metrics())
+        self.core.probes = _probe_runner(self.core)
+        self.core.probes.start()
+        set_core(self.core)
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidationErrors())
+        log.info("ccsclip serving %r", self.core.engine)
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        if self.core.probes is not None:
+            self.core.probes.stop()
+        set_core(None)
+
+    @bentoml.api(route="/v1/zero_shot")
+    def zero_shot(self, request: ZeroShotRequest, /) -> ZeroShotResponse:
+        """Classify images (base64) against labels; top_k labels with probabilities per image."""
+        return _answer(self.core.zero_shot, request)
+
+    @bentoml.api(route="/v1/retrieve")
+    def retrieve(self, request: RetrieveRequest, /) -> RetrieveResponse:
+        """Nearest items of a named gallery to a text or an image query."""
+        return _answer(self.core.retrieve, request)
+
+    @bentoml.api(
+        route="/v1/embed_images",
+        batchable=True,
+        max_batch_size=settings.batch_max_size,
+        max_latency_ms=settings.batch_max_latency_ms,
+    )
+    def embed_images(self, items: ImageItems, /) -> list[Embedding]:
+        """Image embeddings; the body is a list of {image, profile?} items (batched)."""
+        return self.core.embed_items(items)
+
+    @bentoml.api(route="/v1/embed_texts")
+    def embed_texts(self, request: EmbedTextsRequest, /) -> EmbedTextsResponse:
+        """Text embeddings (the text tower is shared by every profile)."""
+        return _answer(self.core.embed_texts, request)
+
+    @bentoml.api(route="/v1/profiles")
+    def profiles(self, request: EmptyRequest, /) -> ProfilesResponse:
+        """The bundle's profiles with their metadata, the galleries and the probes."""
+        return _answer(lambda _: self.core.list_profiles(), request)
+
+    @bentoml.api(route="/v1/probes")
+    def probes(self, request: EmptyRequest, /) -> ProbesResponse:
+        """The latest background probe results (accuracy, MaxSkew@k) per profile and probe."""
+        return _answer(lambda _: self.core.probe_results(), request)
+
+
+CCSClip.add_asgi_middleware(EdgeMiddleware)

@@ -1,0 +1,146 @@
+"""Prometheus metrics of both transports (names fixed by the dashboard and the manifests).
+
+Multiprocess mode: `bentoml serve` starts its workers with PROMETHEUS_MULTIPROC_DIR set and its
+`/metrics` route merges every `*.db` file in that directory (prometheus_client's
+MultiProcessCollector), so plain prometheus_client metrics created in a worker appear there; no
+custom collector can (each scrape builds a fresh registry), which is why the text-cache counts are
+counters advanced by deltas rather than a collector reading the engine. prometheus_client picks
+its storage when it is first imported, from that variable, so the metrics are created lazily
+(`get_metrics()`), never at import. Gauges need a `multiprocess_mode`: probe values and the
+last-success time keep the most recent write of any process ('mostrecent': only one worker runs
+the probes); the profile info is 'max' (every worker sets 1). The gRPC server is a single process
+and serves the default registry (see grpc_server).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    """The service's metric families and the few ways the code updates them."""
+
+    def __init__(self, registry: Any = None) -> None:
+        from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+        reg = REGISTRY if registry is None else registry
+        self.requests = Counter(
+            "ccsclip_requests_total",
+            "Requests by endpoint, serving profile, transport and response code.",
+            ["endpoint", "profile", "transport", "code"],
+            registry=reg,
+        )
+        self.latency = Histogram(
+            "ccsclip_request_latency_seconds",
+            "Request latency (parsing, inference and response) by endpoint, profile, transport.",
+            ["endpoint", "profile", "transport"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.batch_size = Histogram(
+            "ccsclip_batch_size",
+            "Images per image-tower call (one call per profile of a batch).",
+            ["endpoint", "profile"],
+            buckets=BATCH_BUCKETS,
+            registry=reg,
+        )
+        self.probe_accuracy = Gauge(
+            "ccsclip_probe_accuracy",
+            "Zero-shot accuracy of a profile on an accuracy probe (last successful run).",
+            ["profile", "probe"],
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
+        self.probe_maxskew = Gauge(
+            "ccsclip_probe_maxskew",
+            "MaxSkew@k of a profile on a bias probe: mean over the probe's neutral queries.",
+            ["profile", "probe", "attribute", "k"],
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
+        self.probe_last_success = Gauge(
+            "ccsclip_probe_last_success_timestamp_seconds",
+            "Unix time of the last successful run of a probe with a profile.",
+            ["profile", "probe"],
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
+        self.probe_failures = Counter(
+            "ccsclip_probe_failures_total",
+            "Failed probe runs (logged; serving continues).",
+            ["profile", "probe"],
+            registry=reg,
+        )
+        self.profile_info = Gauge(
+            "ccsclip_profile_info",
+            "One series per served profile (value 1): ablation mode, heads removed, arm.",
+            ["profile", "mode", "heads_removed", "arm"],
+            multiprocess_mode="max",
+            registry=reg,
+        )
+        self.text_cache_hits = Counter(
+            "ccsclip_text_cache_hits_total", "Text embeddings served from the cache.", registry=reg
+        )
+        self.text_cache_misses = Counter(
+            "ccsclip_text_cache_misses_total", "Text embeddings computed.", registry=reg
+        )
+        self._cache_seen = {"hits": 0, "misses": 0}
+        self._lock = threading.Lock()
+
+    def observe_request(
+        self, endpoint: str, profile: str, transport: str, code: str, seconds: float
+    ) -> None:
+        self.requests.labels(endpoint, profile, transport, code).inc()
+        self.latency.labels(endpoint, profile, transport).observe(seconds)
+
+    def observe_batch(self, endpoint: str, profile: str, size: int) -> None:
+        self.batch_size.labels(endpoint, profile).observe(size)
+
+    def describe_profiles(self, profiles: Iterable[Any]) -> None:
+        """`ccsclip_profile_info` for each served profile (engine ProfileInfo objects)."""
+        for p in profiles:
+            if p.available:
+                self.profile_info.labels(p.name, p.mode, str(len(p.heads_removed)), p.arm).set(1)
+
+    def sync_text_cache(self, info: Mapping[str, int]) -> None:
+        """Advance the cache counters to the engine's totals (the engine counts; we export)."""
+        with self._lock:
+            for key, counter in (
+                ("hits", self.text_cache_hits),
+                ("misses", self.text_cache_misses),
+            ):
+                delta = int(info[key]) - self._cache_seen[key]
+                if delta > 0:
+                    counter.inc(delta)
+                # a cleared cache restarts at 0: follow it down without counting backwards
+                self._cache_seen[key] = int(info[key])
+
+    def probe_declared(self, profile: str, probe: str) -> None:
+        """Create the failure series at 0, so `increase()` sees the first failure."""
+        self.probe_failures.labels(profile, probe).inc(0)
+
+    def probe_failed(self, profile: str, probe: str) -> None:
+        self.probe_failures.labels(profile, probe).inc()
+
+    def probe_succeeded(self, result: Mapping[str, Any], finished_at: float) -> None:
+        """Gauges of one successful `run_probe` result (keys as ccsclip.engine.probes)."""
+        profile, probe = result["profile"], result["probe"]
+        if result["kind"] == "accuracy":
+            self.probe_accuracy.labels(profile, probe).set(result["accuracy"])
+        else:
+            for key, row in result["maxskew"].items():
+                attribute, _, k = key.rpartition("@")
+                self.probe_maxskew.labels(profile, probe, attribute, k).set(row["mean"])
+        self.probe_last_success.labels(profile, probe).set(finished_at)
+
+
+@functools.lru_cache(maxsize=1)
+def get_metrics() -> Metrics:
+    """The process's metrics, created on first use (after PROMETHEUS_MULTIPROC_DIR is set)."""
+    return Metrics()

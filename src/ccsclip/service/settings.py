@@ -1,0 +1,91 @@
+"""Service settings from the environment (`CCSCLIP_*`), shared by the HTTP and gRPC servers.
+
+Galleries and probe sets are directories fixed at start-up; requests choose a gallery by its
+folder NAME, so no request value ever becomes a file path. Left unset, they default to what the
+bundle ships beside its models: every `<bundle>/galleries/*/` holding a gallery.json and every
+`<bundle>/probes/*/` holding a probe.yaml (the embedded default ships its probe sets there).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+GALLERY_FILE = "gallery.json"  # as ccsclip.engine.gallery (not imported: it pulls numpy in)
+PROBE_FILE = "probe.yaml"
+
+
+def _comma_list(value: object) -> object:
+    """`a,b` -> [a, b]; empty entries dropped. Lists (from code) pass through."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ServiceSettings(BaseSettings):
+    """Everything the servers read from the environment; names are `CCSCLIP_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="CCSCLIP_", extra="ignore", frozen=True)
+
+    bundle: Path = Path("bundle")
+    default_profile: str | None = None  # None: the bundle manifest's default
+    galleries: Annotated[list[Path] | None, NoDecode] = None
+    probes: Annotated[list[Path] | None, NoDecode] = None
+    probe_interval_s: float = Field(300.0, ge=0)  # 0: probes run once, at start-up
+    probe_batch_size: int = Field(64, ge=1, le=4096)
+
+    max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_images_per_request: int = Field(64, ge=1)
+    max_image_pixels: int = Field(25_000_000, ge=1)
+    max_labels: int = Field(1000, ge=1)
+    max_label_chars: int = Field(300, ge=1)
+    max_templates: int = Field(32, ge=1)
+    max_k: int = Field(1000, ge=1)
+
+    # onnxruntime intra-op threads per session; 0: onnxruntime's default (all cores). One thread
+    # per call, with requests in parallel on several threads, gives the most throughput (and
+    # no spinning thread pools fighting over the cores); raise it for lower single-request
+    # latency on a big model.
+    threads: int = Field(1, ge=0)
+    text_cache_size: int = Field(4096, ge=0)
+
+    http_workers: int = Field(1, ge=1)  # BentoML worker processes
+    http_threads: int = Field(4, ge=1)  # request threads per worker
+    batch_max_size: int = Field(64, ge=2)  # adaptive batching of /v1/embed_images
+    batch_max_latency_ms: int = Field(10_000, ge=1)  # BentoML sheds (503) requests beyond it
+
+    grpc_port: int = Field(50051, ge=0, le=65535)  # 0: any free port
+    grpc_metrics_port: int = Field(9090, ge=0, le=65535)
+    grpc_host: str = "[::]"
+    grpc_workers: int = Field(8, ge=1)  # handler threads
+    grpc_grace_s: float = Field(20.0, ge=0)  # SIGTERM: finish in-flight calls for this long
+
+    _split = field_validator("galleries", "probes", mode="before")(_comma_list)
+
+    def gallery_dirs(self) -> list[Path]:
+        """Configured gallery folders, or the bundle's own `galleries/*` when unset."""
+        if self.galleries is not None:
+            return list(self.galleries)
+        return _children_with(self.bundle / "galleries", GALLERY_FILE)
+
+    def probe_dirs(self) -> list[Path]:
+        """Configured probe folders, or the bundle's own `probes/*` when unset."""
+        if self.probes is not None:
+            return list(self.probes)
+        return _children_with(self.bundle / "probes", PROBE_FILE)
+
+
+def _children_with(root: Path, marker: str) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / marker).is_file())
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> ServiceSettings:
+    """The process's settings, read once from the environment (tests call `cache_clear`)."""
+    return ServiceSettings()
