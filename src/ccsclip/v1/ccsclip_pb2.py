@@ -4,72 +4,75 @@
 # source: ccsclip/v1/ccsclip.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
-
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
-
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "ccsclip/v1/ccsclip.proto"
+    _runtime_version.Domain.PUBLIC,
+    7,
+    35,
+    1,
+    '',
+    'ccsclip/v1/ccsclip.proto'
 )
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n\x18\x63\x63sclip/v1/ccsclip.proto\x12\nccsclip.v1"D\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npretrained\x18\x02 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x03 \x01(\t"\x84\x01\n\x0fZeroShotRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x11\n\ttemplates\x18\x03 \x03(\t\x12\x12\n\x05top_k\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x07profile\x18\x05 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_top_kB\n\n\x08_profile"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01"5\n\x0e\x43lassification\x12#\n\x03top\x18\x01 \x03(\x0b\x32\x16.ccsclip.v1.LabelScore"u\n\x10ZeroShotResponse\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12#\n\x05model\x18\x02 \x01(\x0b\x32\x14.ccsclip.v1.ModelRef\x12+\n\x07results\x18\x03 \x03(\x0b\x32\x1a.ccsclip.v1.Classification"\x84\x01\n\x0fRetrieveRequest\x12\x0f\n\x07gallery\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x0f\n\x05image\x18\x03 \x01(\x0cH\x00\x12\x0e\n\x01k\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x14\n\x07profile\x18\x05 \x01(\tH\x02\x88\x01\x01\x42\x07\n\x05queryB\x04\n\x02_kB\n\n\x08_profile"\'\n\nGalleryHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01"\x8e\x01\n\x10RetrieveResponse\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12#\n\x05model\x18\x02 \x01(\x0b\x32\x14.ccsclip.v1.ModelRef\x12\x0f\n\x07gallery\x18\x03 \x01(\t\x12\r\n\x05query\x18\x04 \x01(\t\x12$\n\x04hits\x18\x05 \x03(\x0b\x32\x16.ccsclip.v1.GalleryHit"<\n\tImageItem\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x14\n\x07profile\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_profile":\n\x12\x45mbedImagesRequest\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.ccsclip.v1.ImageItem"Q\n\tEmbedding\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12#\n\x05model\x18\x02 \x01(\x0b\x32\x14.ccsclip.v1.ModelRef\x12\x0e\n\x06values\x18\x03 \x03(\x02"@\n\x13\x45mbedImagesResponse\x12)\n\nembeddings\x18\x01 \x03(\x0b\x32\x15.ccsclip.v1.Embedding"D\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x14\n\x07profile\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_profile"u\n\x12\x45mbedTextsResponse\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12#\n\x05model\x18\x02 \x01(\x0b\x32\x14.ccsclip.v1.ModelRef\x12)\n\nembeddings\x18\x03 \x03(\x0b\x32\x15.ccsclip.v1.Embedding"\x15\n\x13ListProfilesRequest"\xcf\x02\n\x0bProfileInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x04 \x01(\x08\x12\x0b\n\x03\x61rm\x18\x05 \x01(\t\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\x15\n\rheads_removed\x18\x07 \x03(\t\x12\x17\n\x0f\x66lops_per_image\x18\x08 \x01(\x03\x12\x12\n\nparameters\x18\t \x01(\x03\x12\x16\n\x0eparity_max_abs\x18\n \x01(\x01\x12\x11\n\tprecision\x18\x0b \x01(\t\x12\x10\n\x08quantize\x18\x0c \x01(\t\x12\x1b\n\x0e\x61\x63\x63uracy_delta\x18\r \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0c\x62\x61se_profile\x18\x0e \x01(\t\x12\x0c\n\x04\x66ile\x18\x0f \x01(\t\x12\x0e\n\x06sha256\x18\x10 \x01(\tB\x11\n\x0f_accuracy_delta"\xa2\x01\n\x14ListProfilesResponse\x12#\n\x05model\x18\x01 \x01(\x0b\x32\x14.ccsclip.v1.ModelRef\x12\x17\n\x0f\x64\x65\x66\x61ult_profile\x18\x02 \x01(\t\x12)\n\x08profiles\x18\x03 \x03(\x0b\x32\x17.ccsclip.v1.ProfileInfo\x12\x11\n\tgalleries\x18\x04 \x03(\t\x12\x0e\n\x06probes\x18\x05 \x03(\t"\x18\n\x16GetProbeResultsRequest"_\n\x07MaxSkew\x12\x11\n\tattribute\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x0c\n\x04mean\x18\x03 \x01(\x01\x12\x0b\n\x03sum\x18\x04 \x01(\x01\x12\x1b\n\x13random_ranking_mean\x18\x05 \x01(\x01"\x94\x02\n\x0bProbeResult\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12\r\n\x05probe\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\n\n\x02ok\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x06 \x01(\x01\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12\x10\n\x08n_images\x18\x08 \x01(\x05\x12\x15\n\x08\x61\x63\x63uracy\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06\x63hance\x18\n \x01(\x01H\x01\x88\x01\x01\x12$\n\x07maxskew\x18\x0b \x03(\x0b\x32\x13.ccsclip.v1.MaxSkew\x12\x17\n\x0flast_success_at\x18\x0c \x01(\x01\x42\x0b\n\t_accuracyB\t\n\x07_chance"e\n\x17GetProbeResultsResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.ccsclip.v1.ProbeResult\x12\x12\n\ninterval_s\x18\x02 \x01(\x01\x12\x0c\n\x04runs\x18\x03 \x01(\x05\x32\xe3\x03\n\x07\x43\x43SClip\x12\x45\n\x08ZeroShot\x12\x1b.ccsclip.v1.ZeroShotRequest\x1a\x1c.ccsclip.v1.ZeroShotResponse\x12\x45\n\x08Retrieve\x12\x1b.ccsclip.v1.RetrieveRequest\x1a\x1c.ccsclip.v1.RetrieveResponse\x12N\n\x0b\x45mbedImages\x12\x1e.ccsclip.v1.EmbedImagesRequest\x1a\x1f.ccsclip.v1.EmbedImagesResponse\x12K\n\nEmbedTexts\x12\x1d.ccsclip.v1.EmbedTextsRequest\x1a\x1e.ccsclip.v1.EmbedTextsResponse\x12Q\n\x0cListProfiles\x12\x1f.ccsclip.v1.ListProfilesRequest\x1a .ccsclip.v1.ListProfilesResponse\x12Z\n\x0fGetProbeResults\x12".ccsclip.v1.GetProbeResultsRequest\x1a#.ccsclip.v1.GetProbeResultsResponseb\x06proto3'
-)
+
+
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x63sclip/v1/ccsclip.proto\x12\nccsclip.v1\"D\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npretrained\x18\x02 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x03 \x01(\t\"\x84\x01\n\x0fZeroShotRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x11\n\ttemplates\x18\x03 \x03(\t\x12\x12\n\x05top_k\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x07profile\x18\x05 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_top_kB\n\n\x08_profile\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"5\n\x0e\x43lassification\x12#\n\x03top\x18\x01 \x03(\x0b\x32\x16.ccsclip.v1.LabelScore\"u\n\x10ZeroShotResponse\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12#\n\x05model\x18\x02 \x01(\x0b\x32\x14.ccsclip.v1.ModelRef\x12+\n\x07results\x18\x03 \x03(\x0b\x32\x1a.ccsclip.v1.Classification\"\x84\x01\n\x0fRetrieveRequest\x12\x0f\n\x07gallery\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x0f\n\x05image\x18\x03 \x01(\x0cH\x00\x12\x0e\n\x01k\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x14\n\x07profile\x18\x05 \x01(\tH\x02\x88\x01\x01\x42\x07\n\x05queryB\x04\n\x02_kB\n\n\x08_profile\"\'\n\nGalleryHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"\x8e\x01\n\x10RetrieveResponse\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12#\n\x05model\x18\x02 \x01(\x0b\x32\x14.ccsclip.v1.ModelRef\x12\x0f\n\x07gallery\x18\x03 \x01(\t\x12\r\n\x05query\x18\x04 \x01(\t\x12$\n\x04hits\x18\x05 \x03(\x0b\x32\x16.ccsclip.v1.GalleryHit\"<\n\tImageItem\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x14\n\x07profile\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_profile\":\n\x12\x45mbedImagesRequest\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.ccsclip.v1.ImageItem\"Q\n\tEmbedding\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12#\n\x05model\x18\x02 \x01(\x0b\x32\x14.ccsclip.v1.ModelRef\x12\x0e\n\x06values\x18\x03 \x03(\x02\"@\n\x13\x45mbedImagesResponse\x12)\n\nembeddings\x18\x01 \x03(\x0b\x32\x15.ccsclip.v1.Embedding\"D\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x14\n\x07profile\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_profile\"u\n\x12\x45mbedTextsResponse\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12#\n\x05model\x18\x02 \x01(\x0b\x32\x14.ccsclip.v1.ModelRef\x12)\n\nembeddings\x18\x03 \x03(\x0b\x32\x15.ccsclip.v1.Embedding\"\x15\n\x13ListProfilesRequest\"\xcf\x02\n\x0bProfileInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x04 \x01(\x08\x12\x0b\n\x03\x61rm\x18\x05 \x01(\t\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\x15\n\rheads_removed\x18\x07 \x03(\t\x12\x17\n\x0f\x66lops_per_image\x18\x08 \x01(\x03\x12\x12\n\nparameters\x18\t \x01(\x03\x12\x16\n\x0eparity_max_abs\x18\n \x01(\x01\x12\x11\n\tprecision\x18\x0b \x01(\t\x12\x10\n\x08quantize\x18\x0c \x01(\t\x12\x1b\n\x0e\x61\x63\x63uracy_delta\x18\r \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0c\x62\x61se_profile\x18\x0e \x01(\t\x12\x0c\n\x04\x66ile\x18\x0f \x01(\t\x12\x0e\n\x06sha256\x18\x10 \x01(\tB\x11\n\x0f_accuracy_delta\"\xa2\x01\n\x14ListProfilesResponse\x12#\n\x05model\x18\x01 \x01(\x0b\x32\x14.ccsclip.v1.ModelRef\x12\x17\n\x0f\x64\x65\x66\x61ult_profile\x18\x02 \x01(\t\x12)\n\x08profiles\x18\x03 \x03(\x0b\x32\x17.ccsclip.v1.ProfileInfo\x12\x11\n\tgalleries\x18\x04 \x03(\t\x12\x0e\n\x06probes\x18\x05 \x03(\t\"\x18\n\x16GetProbeResultsRequest\"_\n\x07MaxSkew\x12\x11\n\tattribute\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x0c\n\x04mean\x18\x03 \x01(\x01\x12\x0b\n\x03sum\x18\x04 \x01(\x01\x12\x1b\n\x13random_ranking_mean\x18\x05 \x01(\x01\"\x94\x02\n\x0bProbeResult\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12\r\n\x05probe\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\n\n\x02ok\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x06 \x01(\x01\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12\x10\n\x08n_images\x18\x08 \x01(\x05\x12\x15\n\x08\x61\x63\x63uracy\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06\x63hance\x18\n \x01(\x01H\x01\x88\x01\x01\x12$\n\x07maxskew\x18\x0b \x03(\x0b\x32\x13.ccsclip.v1.MaxSkew\x12\x17\n\x0flast_success_at\x18\x0c \x01(\x01\x42\x0b\n\t_accuracyB\t\n\x07_chance\"e\n\x17GetProbeResultsResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.ccsclip.v1.ProbeResult\x12\x12\n\ninterval_s\x18\x02 \x01(\x01\x12\x0c\n\x04runs\x18\x03 \x01(\x05\x32\xe3\x03\n\x07\x43\x43SClip\x12\x45\n\x08ZeroShot\x12\x1b.ccsclip.v1.ZeroShotRequest\x1a\x1c.ccsclip.v1.ZeroShotResponse\x12\x45\n\x08Retrieve\x12\x1b.ccsclip.v1.RetrieveRequest\x1a\x1c.ccsclip.v1.RetrieveResponse\x12N\n\x0b\x45mbedImages\x12\x1e.ccsclip.v1.EmbedImagesRequest\x1a\x1f.ccsclip.v1.EmbedImagesResponse\x12K\n\nEmbedTexts\x12\x1d.ccsclip.v1.EmbedTextsRequest\x1a\x1e.ccsclip.v1.EmbedTextsResponse\x12Q\n\x0cListProfiles\x12\x1f.ccsclip.v1.ListProfilesRequest\x1a .ccsclip.v1.ListProfilesResponse\x12Z\n\x0fGetProbeResults\x12\".ccsclip.v1.GetProbeResultsRequest\x1a#.ccsclip.v1.GetProbeResultsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "ccsclip.v1.ccsclip_pb2", _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ccsclip.v1.ccsclip_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-    DESCRIPTOR._loaded_options = None
-    _globals["_MODELREF"]._serialized_start = 40
-    _globals["_MODELREF"]._serialized_end = 108
-    _globals["_ZEROSHOTREQUEST"]._serialized_start = 111
-    _globals["_ZEROSHOTREQUEST"]._serialized_end = 243
-    _globals["_LABELSCORE"]._serialized_start = 245
-    _globals["_LABELSCORE"]._serialized_end = 287
-    _globals["_CLASSIFICATION"]._serialized_start = 289
-    _globals["_CLASSIFICATION"]._serialized_end = 342
-    _globals["_ZEROSHOTRESPONSE"]._serialized_start = 344
-    _globals["_ZEROSHOTRESPONSE"]._serialized_end = 461
-    _globals["_RETRIEVEREQUEST"]._serialized_start = 464
-    _globals["_RETRIEVEREQUEST"]._serialized_end = 596
-    _globals["_GALLERYHIT"]._serialized_start = 598
-    _globals["_GALLERYHIT"]._serialized_end = 637
-    _globals["_RETRIEVERESPONSE"]._serialized_start = 640
-    _globals["_RETRIEVERESPONSE"]._serialized_end = 782
-    _globals["_IMAGEITEM"]._serialized_start = 784
-    _globals["_IMAGEITEM"]._serialized_end = 844
-    _globals["_EMBEDIMAGESREQUEST"]._serialized_start = 846
-    _globals["_EMBEDIMAGESREQUEST"]._serialized_end = 904
-    _globals["_EMBEDDING"]._serialized_start = 906
-    _globals["_EMBEDDING"]._serialized_end = 987
-    _globals["_EMBEDIMAGESRESPONSE"]._serialized_start = 989
-    _globals["_EMBEDIMAGESRESPONSE"]._serialized_end = 1053
-    _globals["_EMBEDTEXTSREQUEST"]._serialized_start = 1055
-    _globals["_EMBEDTEXTSREQUEST"]._serialized_end = 1123
-    _globals["_EMBEDTEXTSRESPONSE"]._serialized_start = 1125
-    _globals["_EMBEDTEXTSRESPONSE"]._serialized_end = 1242
-    _globals["_LISTPROFILESREQUEST"]._serialized_start = 1244
-    _globals["_LISTPROFILESREQUEST"]._serialized_end = 1265
-    _globals["_PROFILEINFO"]._serialized_start = 1268
-    _globals["_PROFILEINFO"]._serialized_end = 1603
-    _globals["_LISTPROFILESRESPONSE"]._serialized_start = 1606
-    _globals["_LISTPROFILESRESPONSE"]._serialized_end = 1768
-    _globals["_GETPROBERESULTSREQUEST"]._serialized_start = 1770
-    _globals["_GETPROBERESULTSREQUEST"]._serialized_end = 1794
-    _globals["_MAXSKEW"]._serialized_start = 1796
-    _globals["_MAXSKEW"]._serialized_end = 1891
-    _globals["_PROBERESULT"]._serialized_start = 1894
-    _globals["_PROBERESULT"]._serialized_end = 2170
-    _globals["_GETPROBERESULTSRESPONSE"]._serialized_start = 2172
-    _globals["_GETPROBERESULTSRESPONSE"]._serialized_end = 2273
-    _globals["_CCSCLIP"]._serialized_start = 2276
-    _globals["_CCSCLIP"]._serialized_end = 2759
+  DESCRIPTOR._loaded_options = None
+  _globals['_MODELREF']._serialized_start=40
+  _globals['_MODELREF']._serialized_end=108
+  _globals['_ZEROSHOTREQUEST']._serialized_start=111
+  _globals['_ZEROSHOTREQUEST']._serialized_end=243
+  _globals['_LABELSCORE']._serialized_start=245
+  _globals['_LABELSCORE']._serialized_end=287
+  _globals['_CLASSIFICATION']._serialized_start=289
+  _globals['_CLASSIFICATION']._serialized_end=342
+  _globals['_ZEROSHOTRESPONSE']._serialized_start=344
+  _globals['_ZEROSHOTRESPONSE']._serialized_end=461
+  _globals['_RETRIEVEREQUEST']._serialized_start=464
+  _globals['_RETRIEVEREQUEST']._serialized_end=596
+  _globals['_GALLERYHIT']._serialized_start=598
+  _globals['_GALLERYHIT']._serialized_end=637
+  _globals['_RETRIEVERESPONSE']._serialized_start=640
+  _globals['_RETRIEVERESPONSE']._serialized_end=782
+  _globals['_IMAGEITEM']._serialized_start=784
+  _globals['_IMAGEITEM']._serialized_end=844
+  _globals['_EMBEDIMAGESREQUEST']._serialized_start=846
+  _globals['_EMBEDIMAGESREQUEST']._serialized_end=904
+  _globals['_EMBEDDING']._serialized_start=906
+  _globals['_EMBEDDING']._serialized_end=987
+  _globals['_EMBEDIMAGESRESPONSE']._serialized_start=989
+  _globals['_EMBEDIMAGESRESPONSE']._serialized_end=1053
+  _globals['_EMBEDTEXTSREQUEST']._serialized_start=1055
+  _globals['_EMBEDTEXTSREQUEST']._serialized_end=1123
+  _globals['_EMBEDTEXTSRESPONSE']._serialized_start=1125
+  _globals['_EMBEDTEXTSRESPONSE']._serialized_end=1242
+  _globals['_LISTPROFILESREQUEST']._serialized_start=1244
+  _globals['_LISTPROFILESREQUEST']._serialized_end=1265
+  _globals['_PROFILEINFO']._serialized_start=1268
+  _globals['_PROFILEINFO']._serialized_end=1603
+  _globals['_LISTPROFILESRESPONSE']._serialized_start=1606
+  _globals['_LISTPROFILESRESPONSE']._serialized_end=1768
+  _globals['_GETPROBERESULTSREQUEST']._serialized_start=1770
+  _globals['_GETPROBERESULTSREQUEST']._serialized_end=1794
+  _globals['_MAXSKEW']._serialized_start=1796
+  _globals['_MAXSKEW']._serialized_end=1891
+  _globals['_PROBERESULT']._serialized_start=1894
+  _globals['_PROBERESULT']._serialized_end=2170
+  _globals['_GETPROBERESULTSRESPONSE']._serialized_start=2172
+  _globals['_GETPROBERESULTSRESPONSE']._serialized_end=2273
+  _globals['_CCSCLIP']._serialized_start=2276
+  _globals['_CCSCLIP']._serialized_end=2759
 # @@protoc_insertion_point(module_scope)

@@ -14,12 +14,7 @@ class ModelRef(_message.Message):
     name: str
     pretrained: str
     weights_sha256: str
-    def __init__(
-        self,
-        name: _Optional[str] = ...,
-        pretrained: _Optional[str] = ...,
-        weights_sha256: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., pretrained: _Optional[str] = ..., weights_sha256: _Optional[str] = ...) -> None: ...
 
 class ZeroShotRequest(_message.Message):
     __slots__ = ("images", "labels", "templates", "top_k", "profile")
@@ -33,14 +28,7 @@ class ZeroShotRequest(_message.Message):
     templates: _containers.RepeatedScalarFieldContainer[str]
     top_k: int
     profile: str
-    def __init__(
-        self,
-        images: _Optional[_Iterable[bytes]] = ...,
-        labels: _Optional[_Iterable[str]] = ...,
-        templates: _Optional[_Iterable[str]] = ...,
-        top_k: _Optional[int] = ...,
-        profile: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, images: _Optional[_Iterable[bytes]] = ..., labels: _Optional[_Iterable[str]] = ..., templates: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class LabelScore(_message.Message):
     __slots__ = ("label", "score")
@@ -64,12 +52,7 @@ class ZeroShotResponse(_message.Message):
     profile: str
     model: ModelRef
     results: _containers.RepeatedCompositeFieldContainer[Classification]
-    def __init__(
-        self,
-        profile: _Optional[str] = ...,
-        model: _Optional[_Union[ModelRef, _Mapping]] = ...,
-        results: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ...,
-    ) -> None: ...
+    def __init__(self, profile: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., results: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ...) -> None: ...
 
 class RetrieveRequest(_message.Message):
     __slots__ = ("gallery", "text", "image", "k", "profile")
@@ -83,14 +66,7 @@ class RetrieveRequest(_message.Message):
     image: bytes
     k: int
     profile: str
-    def __init__(
-        self,
-        gallery: _Optional[str] = ...,
-        text: _Optional[str] = ...,
-        image: _Optional[bytes] = ...,
-        k: _Optional[int] = ...,
-        profile: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, gallery: _Optional[str] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., k: _Optional[int] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class GalleryHit(_message.Message):
     __slots__ = ("id", "score")
@@ -112,14 +88,7 @@ class RetrieveResponse(_message.Message):
     gallery: str
     query: str
     hits: _containers.RepeatedCompositeFieldContainer[GalleryHit]
-    def __init__(
-        self,
-        profile: _Optional[str] = ...,
-        model: _Optional[_Union[ModelRef, _Mapping]] = ...,
-        gallery: _Optional[str] = ...,
-        query: _Optional[str] = ...,
-        hits: _Optional[_Iterable[_Union[GalleryHit, _Mapping]]] = ...,
-    ) -> None: ...
+    def __init__(self, profile: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., gallery: _Optional[str] = ..., query: _Optional[str] = ..., hits: _Optional[_Iterable[_Union[GalleryHit, _Mapping]]] = ...) -> None: ...
 
 class ImageItem(_message.Message):
     __slots__ = ("image", "profile")
@@ -143,20 +112,13 @@ class Embedding(_message.Message):
     profile: str
     model: ModelRef
     values: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(
-        self,
-        profile: _Optional[str] = ...,
-        model: _Optional[_Union[ModelRef, _Mapping]] = ...,
-        values: _Optional[_Iterable[float]] = ...,
-    ) -> None: ...
+    def __init__(self, profile: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class EmbedImagesResponse(_message.Message):
     __slots__ = ("embeddings",)
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
-    def __init__(
-        self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ...
-    ) -> None: ...
+    def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ...) -> None: ...
 
 class EmbedTextsRequest(_message.Message):
     __slots__ = ("texts", "profile")
@@ -164,9 +126,7 @@ class EmbedTextsRequest(_message.Message):
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     profile: str
-    def __init__(
-        self, texts: _Optional[_Iterable[str]] = ..., profile: _Optional[str] = ...
-    ) -> None: ...
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class EmbedTextsResponse(_message.Message):
     __slots__ = ("profile", "model", "embeddings")
@@ -176,36 +136,14 @@ class EmbedTextsResponse(_message.Message):
     profile: str
     model: ModelRef
     embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
-    def __init__(
-        self,
-        profile: _Optional[str] = ...,
-        model: _Optional[_Union[ModelRef, _Mapping]] = ...,
-        embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ...,
-    ) -> None: ...
+    def __init__(self, profile: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ...) -> None: ...
 
 class ListProfilesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ProfileInfo(_message.Message):
-    __slots__ = (
-        "name",
-        "available",
-        "reason",
-        "default",
-        "arm",
-        "mode",
-        "heads_removed",
-        "flops_per_image",
-        "parameters",
-        "parity_max_abs",
-        "precision",
-        "quantize",
-        "accuracy_delta",
-        "base_profile",
-        "file",
-        "sha256",
-    )
+    __slots__ = ("name", "available", "reason", "default", "arm", "mode", "heads_removed", "flops_per_image", "parameters", "parity_max_abs", "precision", "quantize", "accuracy_delta", "base_profile", "file", "sha256")
     NAME_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -238,25 +176,7 @@ class ProfileInfo(_message.Message):
     base_profile: str
     file: str
     sha256: str
-    def __init__(
-        self,
-        name: _Optional[str] = ...,
-        available: _Optional[bool] = ...,
-        reason: _Optional[str] = ...,
-        default: _Optional[bool] = ...,
-        arm: _Optional[str] = ...,
-        mode: _Optional[str] = ...,
-        heads_removed: _Optional[_Iterable[str]] = ...,
-        flops_per_image: _Optional[int] = ...,
-        parameters: _Optional[int] = ...,
-        parity_max_abs: _Optional[float] = ...,
-        precision: _Optional[str] = ...,
-        quantize: _Optional[str] = ...,
-        accuracy_delta: _Optional[float] = ...,
-        base_profile: _Optional[str] = ...,
-        file: _Optional[str] = ...,
-        sha256: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., available: _Optional[bool] = ..., reason: _Optional[str] = ..., default: _Optional[bool] = ..., arm: _Optional[str] = ..., mode: _Optional[str] = ..., heads_removed: _Optional[_Iterable[str]] = ..., flops_per_image: _Optional[int] = ..., parameters: _Optional[int] = ..., parity_max_abs: _Optional[float] = ..., precision: _Optional[str] = ..., quantize: _Optional[str] = ..., accuracy_delta: _Optional[float] = ..., base_profile: _Optional[str] = ..., file: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ListProfilesResponse(_message.Message):
     __slots__ = ("model", "default_profile", "profiles", "galleries", "probes")
@@ -270,14 +190,7 @@ class ListProfilesResponse(_message.Message):
     profiles: _containers.RepeatedCompositeFieldContainer[ProfileInfo]
     galleries: _containers.RepeatedScalarFieldContainer[str]
     probes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self,
-        model: _Optional[_Union[ModelRef, _Mapping]] = ...,
-        default_profile: _Optional[str] = ...,
-        profiles: _Optional[_Iterable[_Union[ProfileInfo, _Mapping]]] = ...,
-        galleries: _Optional[_Iterable[str]] = ...,
-        probes: _Optional[_Iterable[str]] = ...,
-    ) -> None: ...
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., default_profile: _Optional[str] = ..., profiles: _Optional[_Iterable[_Union[ProfileInfo, _Mapping]]] = ..., galleries: _Optional[_Iterable[str]] = ..., probes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetProbeResultsRequest(_message.Message):
     __slots__ = ()
@@ -295,30 +208,10 @@ class MaxSkew(_message.Message):
     mean: float
     sum: float
     random_ranking_mean: float
-    def __init__(
-        self,
-        attribute: _Optional[str] = ...,
-        k: _Optional[int] = ...,
-        mean: _Optional[float] = ...,
-        sum: _Optional[float] = ...,
-        random_ranking_mean: _Optional[float] = ...,
-    ) -> None: ...
+    def __init__(self, attribute: _Optional[str] = ..., k: _Optional[int] = ..., mean: _Optional[float] = ..., sum: _Optional[float] = ..., random_ranking_mean: _Optional[float] = ...) -> None: ...
 
 class ProbeResult(_message.Message):
-    __slots__ = (
-        "profile",
-        "probe",
-        "kind",
-        "ok",
-        "error",
-        "finished_at",
-        "duration_s",
-        "n_images",
-        "accuracy",
-        "chance",
-        "maxskew",
-        "last_success_at",
-    )
+    __slots__ = ("profile", "probe", "kind", "ok", "error", "finished_at", "duration_s", "n_images", "accuracy", "chance", "maxskew", "last_success_at")
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     PROBE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -343,21 +236,7 @@ class ProbeResult(_message.Message):
     chance: float
     maxskew: _containers.RepeatedCompositeFieldContainer[MaxSkew]
     last_success_at: float
-    def __init__(
-        self,
-        profile: _Optional[str] = ...,
-        probe: _Optional[str] = ...,
-        kind: _Optional[str] = ...,
-        ok: _Optional[bool] = ...,
-        error: _Optional[str] = ...,
-        finished_at: _Optional[float] = ...,
-        duration_s: _Optional[float] = ...,
-        n_images: _Optional[int] = ...,
-        accuracy: _Optional[float] = ...,
-        chance: _Optional[float] = ...,
-        maxskew: _Optional[_Iterable[_Union[MaxSkew, _Mapping]]] = ...,
-        last_success_at: _Optional[float] = ...,
-    ) -> None: ...
+    def __init__(self, profile: _Optional[str] = ..., probe: _Optional[str] = ..., kind: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., finished_at: _Optional[float] = ..., duration_s: _Optional[float] = ..., n_images: _Optional[int] = ..., accuracy: _Optional[float] = ..., chance: _Optional[float] = ..., maxskew: _Optional[_Iterable[_Union[MaxSkew, _Mapping]]] = ..., last_success_at: _Optional[float] = ...) -> None: ...
 
 class GetProbeResultsResponse(_message.Message):
     __slots__ = ("results", "interval_s", "runs")
@@ -367,9 +246,4 @@ class GetProbeResultsResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[ProbeResult]
     interval_s: float
     runs: int
-    def __init__(
-        self,
-        results: _Optional[_Iterable[_Union[ProbeResult, _Mapping]]] = ...,
-        interval_s: _Optional[float] = ...,
-        runs: _Optional[int] = ...,
-    ) -> None: ...
+    def __init__(self, results: _Optional[_Iterable[_Union[ProbeResult, _Mapping]]] = ..., interval_s: _Optional[float] = ..., runs: _Optional[int] = ...) -> None: ...
