@@ -60,6 +60,11 @@ def organism_weights_exist() -> bool:
 
 
 def model_args() -> tuple[str, str | None]:
+    """The organism with its shipped weights; CCSCLIP_TEST_ORGANISM_WEIGHTS (a checkpoint file)
+    tries weights not shipped yet; else ccsclip-tiny, random."""
+    candidate = os.environ.get("CCSCLIP_TEST_ORGANISM_WEIGHTS")
+    if candidate and Path(candidate).is_file():
+        return "ccsclip-organism", candidate
     return ("ccsclip-organism", "embedded") if organism_weights_exist() else ("ccsclip-tiny", None)
 
 

@@ -693,7 +693,7 @@ def test_failing_probe_is_counted_and_serving_continues(world, tmp_path):
     core = Core.load(settings, metrics)
     core.probes = ProbeRunner(core.engine, settings.probe_dirs(), metrics, interval_s=0)
     core.probes.start()  # interval 0: one round, then the thread ends
-    core.probes._thread.join(60)
+    core.probes.join(60)
     results = {(r.profile, r.probe): r for r in core.probe_results().results}
     for profile in PROFILES:
         failed = results[(profile, "accuracy-colour")]  # the copy keeps its probe.yaml name

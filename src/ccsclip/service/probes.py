@@ -114,6 +114,10 @@ class ProbeRunner:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self.join(timeout)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the background thread (with interval 0 it ends after one round)."""
         if self._thread is not None:
             self._thread.join(timeout)
 
