@@ -13,7 +13,7 @@ at concurrency 32 (goal >= 0.7); each server's RSS (all its processes) before an
 more requests (goal: growth < 10 %, 0 errors). The load generator runs on the same machine and
 competes with the servers for its cores: compare ratios, not absolute rates.
 
-    python benchmarks/serve.py [--quick] [--bundle DIR] [--http-workers 1] [--json]
+    python benchmarks/serve.py [--quick] [--bundle DIR | --weights FILE] [--http-workers 1] [--json]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ ENDPOINTS = ("zero_shot", "embed_image")
 # --------------------------------------------------------------------------- setup
 
 
-def build_bundle(root: Path) -> tuple[Path, list[bytes]]:
+def build_bundle(root: Path, weights: Path | None = None) -> tuple[Path, list[bytes]]:
     """A two-profile bundle (baseline, pruned L2H0 L2H1) and some organism images."""
     from ccsclip.export.bundle import export_bundle
     from ccsclip.models import load_model
@@ -66,7 +66,12 @@ def build_bundle(root: Path) -> tuple[Path, list[bytes]]:
         organism = embedded_weights_path("ccsclip-organism").is_file()
     except Exception:
         organism = False
-    loaded = load_model(*(("ccsclip-organism", "embedded") if organism else ("ccsclip-tiny", None)))
+    if weights is not None:
+        loaded = load_model("ccsclip-organism", str(weights))
+    elif organism:
+        loaded = load_model("ccsclip-organism", "embedded")
+    else:
+        loaded = load_model("ccsclip-tiny", None)
     spec = loaded.spec
     profiles = []
     for name, heads in (("baseline", []), ("pruned", [(2, 0), (2, 1)])):
@@ -423,6 +428,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests per cell")
     parser.add_argument("--bundle", type=Path, help="serve this bundle instead of building one")
+    parser.add_argument(
+        "--weights", type=Path, help="organism checkpoint to use before the weights are shipped"
+    )
     parser.add_argument("--http-workers", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args()
@@ -438,7 +446,7 @@ def main() -> None:
             bundle = args.bundle
             images = [p.read_bytes() for p in sorted(write_gallery(root, 16, 0).glob("*.png"))]
         else:
-            bundle, images = build_bundle(root)
+            bundle, images = build_bundle(root, args.weights)
         model = json.loads((bundle / "manifest.json").read_text())["model"]["name"]
         servers = start_servers(bundle, root, args.http_workers)
         try:

@@ -1,13 +1,45 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (run by `make demo`): generate the synthetic world's probe
-# sets, collect head statistics of the shipped organism CLIP and rank its heads.
+# The main job on the embedded default (run by `make demo`): the whole pipeline, ending in serving.
+#   1. generate the synthetic world's files (probes, bias probe, gallery, calibration images, pool)
+#   2. rank heads by CCS, write pruning profiles, evaluate accuracy and bias per arm (soft pruning)
+#   3. export the profiles into a verified ONNX bundle, index a retrieval gallery
+#   4. serve it over HTTP with `bentoml serve` (Ctrl-C stops; SERVE=0 skips this step)
 set -euo pipefail
 WORK=${WORK:-runs/demo}
+PORT=${PORT:-3000}
 MODEL=(--model ccsclip-organism --pretrained embedded)
+W="$WORK/world"
+mkdir -p "$WORK"
 
-echo "== 1. the synthetic concept world: probes, bias probe, gallery, calibration images, pool"
-ccsclip organism generate --out "$WORK/world" > "$WORK.world.json" 2>/dev/null || ccsclip organism generate --out "$WORK/world" >/dev/null
-echo "== 2. head statistics (moments of direct effects, ablation means) on calibration images"
-ccsclip stats "${MODEL[@]}" --images "$WORK/world/calibration" --layers all --out "$WORK/stats"
-echo "== 3. heads ranked by direct-effect variance"
-ccsclip heads "$WORK/stats" --top 16
+echo "== 1/4 the synthetic concept world -> $W"
+ccsclip organism generate --out "$W" > "$WORK/world.json"
+
+echo "== 2/4 rank heads (CCS, tags judge, null of random heads), profiles, evaluation -> $WORK/rank"
+PROBES=()
+for concept in shape colour size position pattern brightness; do
+  PROBES+=(--probe "$W/accuracy-$concept")
+done
+# The organism pool has six concepts, so a random head already scores ~2.1 (the null printed
+# below): high = CCS >= 4 (p < 0.05 against that null), low = CCS <= 2 (at or below it).
+ccsclip rank "${MODEL[@]}" --images "$W/calibration" --pool "$W/pool.txt" --layers all \
+  --high 4 --moderate 3 --low 2 --null-samples 200 --out "$WORK/rank" \
+  "${PROBES[@]}" --probe "$W/bias-shape-colour"
+
+echo "== 3/4 export the profiles to ONNX, verify the bundle, index the gallery -> $WORK/bundle"
+P="$WORK/rank/profiles"
+ccsclip export "${MODEL[@]}" --out "$WORK/bundle" --default-profile baseline \
+  --profile "$P/baseline.yaml" --profile "$P/high-ccs.yaml" --profile "$P/low-ccs.yaml" \
+  --profile "$P/random-s0.yaml" --int8 baseline --probe "$W/accuracy-shape"
+ccsclip bundle verify "$WORK/bundle"
+ccsclip index --bundle "$WORK/bundle" --profile baseline --images "$W/gallery" \
+  --out "$WORK/galleries/gallery"
+
+if [ "${SERVE:-1}" = "0" ]; then
+  echo "== 4/4 skipped (SERVE=0)"
+  exit 0
+fi
+echo "== 4/4 serving on http://127.0.0.1:$PORT (profiles: baseline, high-ccs, low-ccs, random-s0)"
+export CCSCLIP_BUNDLE="$WORK/bundle" CCSCLIP_GALLERIES="$WORK/galleries/gallery"
+export CCSCLIP_PROBES="$W/accuracy-shape,$W/accuracy-pattern,$W/bias-shape-colour"
+export BENTOML_DO_NOT_TRACK=True
+exec bentoml serve service:CCSClip --port "$PORT"

@@ -122,7 +122,7 @@ class CCSClip:
 
     @bentoml.api(
         route="/v1/embed_images",
-        batchable=True,
+        batchable=settings.http_batching,
         max_batch_size=settings.batch_max_size,
         max_latency_ms=settings.batch_max_latency_ms,
     )

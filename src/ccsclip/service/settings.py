@@ -55,8 +55,12 @@ class ServiceSettings(BaseSettings):
 
     http_workers: int = Field(1, ge=1)  # BentoML worker processes
     http_threads: int = Field(4, ge=1)  # request threads per worker
-    batch_max_size: int = Field(64, ge=2)  # adaptive batching of /v1/embed_images
-    batch_max_latency_ms: int = Field(10_000, ge=1)  # BentoML sheds (503) requests beyond it
+    # Adaptive batching of /v1/embed_images (BentoML). The latency is also BentoML's deadline:
+    # a request it expects to wait longer is refused with 503 (load shedding); it also scales
+    # the dispatcher's initial waits, so a large value makes the first requests slow.
+    http_batching: bool = True
+    batch_max_size: int = Field(64, ge=2)
+    batch_max_latency_ms: int = Field(1000, ge=1)
 
     grpc_port: int = Field(50051, ge=0, le=65535)  # 0: any free port
     grpc_metrics_port: int = Field(9090, ge=0, le=65535)
