@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 WORK ?= runs/demo
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format bench bento clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +36,14 @@ format: setup
 bench: setup
 	$(BIN)/python benchmarks/decompose.py
 
+# The Bento: the embedded default's bundle, gallery and probes in default/, then `bentoml build`.
+bento: setup
+	SERVE=0 WORK=runs/bento PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
+	rm -rf default && mkdir -p default/probes
+	cp -r runs/bento/bundle runs/bento/galleries default/
+	cp -r runs/bento/world/accuracy-shape runs/bento/world/accuracy-pattern \
+		runs/bento/world/bias-shape-colour default/probes/
+	$(BIN)/bentoml build
+
 clean:
-	rm -rf runs .pytest_cache .ruff_cache
+	rm -rf runs default .pytest_cache .ruff_cache

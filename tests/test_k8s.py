@@ -44,7 +44,7 @@ PROFILE_ENV = "CCSCLIP_DEFAULT_PROFILE"
 VARIANT_HEADER = "x-ccsclip-variant"
 AB_PROFILES = {"a": "baseline", "b": "high-ccs"}
 TREES = {"base": BASE, **OVERLAYS}
-BAKED_BUNDLE = "/home/bentoml/bento/src/bundle"
+BAKED_BUNDLE = "/home/bentoml/bento/src/default/bundle"
 BENTOML_UID = 1034  # bentoml/_internal/container/generate.py: BENTO_UID_GID
 
 
@@ -193,7 +193,7 @@ def test_containers_follow_the_service_contract(kubectl, tree):
         # args only: the Bento image's entrypoint must run (it activates the environment).
         assert "command" not in http and "command" not in grpc
         assert http["args"] == ["serve"]
-        assert grpc["args"] == ["ccsclip", "serve-grpc"]
+        assert grpc["args"] == ["python", "-m", "ccsclip.cli", "serve-grpc"]
         assert {(p["name"], p["containerPort"]) for p in http["ports"]} == {("http", 3000)}
         assert {(p["name"], p["containerPort"]) for p in grpc["ports"]} == {
             ("grpc", 50051),
