@@ -480,6 +480,12 @@ def _http_raw_cases(world) -> list[tuple[str, dict[str, Any], int]]:
         ("invalid JSON", {"url": zs, "content": b'{"images": [', "headers": _json}, 400),
         ("empty body", {"url": zs, "content": b"", "headers": _json}, 400),
         ("not UTF-8", {"url": zs, "content": b"\xff\xfe\x00", "headers": _json}, 400),
+        ("deeply nested JSON", {"url": zs, "content": b"[" * 100_000 + b"]" * 100_000}, 400),
+        (
+            "top_k 1e400",
+            {"url": zs, "content": json.dumps(ok).encode()[:-1] + b', "top_k": 1e400}'},
+            400,
+        ),
         ("embed: object body", {"url": "/v1/embed_images", "json": {"items": []}}, 400),
         (
             "embed: unknown item field",

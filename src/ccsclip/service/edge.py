@@ -128,7 +128,7 @@ def _form_value(name: str, values: list[Any]) -> Any:
         elif name in LIST_FIELDS and value.lstrip().startswith("["):
             try:
                 parsed = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 parsed = [value]
             out.extend(parsed if isinstance(parsed, list) else [parsed])
         elif name in INT_FIELDS:
@@ -201,8 +201,8 @@ async def _prepare(endpoint: str, scope: Scope, body: bytes) -> tuple[Any, bytes
                 payload = await anyio.to_thread.run_sync(json.loads, body or b"{}")
             else:
                 payload = json.loads(body or b"{}")
-        except ValueError:
-            return _UNPARSED, body, False  # BentoML reports it (json_invalid), rewritten below
+        except (ValueError, RecursionError):  # BentoML reports it (json_invalid), rewritten below
+            return _UNPARSED, body, False
     if header_profile and endpoint not in ("profiles", "probes"):
         updated = apply_header_profile(payload, header_profile)
         rewritten = rewritten or updated is not payload

@@ -210,9 +210,11 @@ class Servicer:
         self.core = core
         self.metrics = core.metrics
         self.limit = core.settings.max_request_bytes
-        embed = lambda items: core.embed_images(  # noqa: E731
-            validate(s.EmbedImagesRequest, {"items": items})
-        )
+
+        def embed(items: list[dict[str, Any]]) -> s.EmbedImagesResponse:
+            # the payload is the item list (so the metadata profile fills each item)
+            return core.embed_images(validate(s.EmbedImagesRequest, {"items": items}))
+
         # method: (endpoint, request class, to dict, schema (None: done in call), call, to proto)
         self.methods: dict[str, tuple[str, Any, Any, Any, Any, Any]] = {
             "ZeroShot": (
