@@ -8,6 +8,7 @@ at finite K sampling noise alone gives a positive MaxSkew, so always compare wit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,3 +46,27 @@ def random_ranking_max_skew(
     n = len(attribute)
     draws = [max_skew_at_k(rng.random(n), attribute, k) for _ in range(repeats * max(1, n_queries))]
     return float(np.mean(draws))
+
+
+def skew_table(probe, scores: np.ndarray, nulls: dict[str, float]) -> dict[str, Any]:
+    """MaxSkew@K of a bias probe per attribute and K over its queries; `scores` is
+    [queries, images]. Shared by the torch evaluation and the torch-free engine."""
+    result: dict[str, Any] = {
+        "probe": probe.name,
+        "kind": "bias",
+        "n_images": len(probe.rows),
+        "n_queries": scores.shape[0],
+        "maxskew": {},
+    }
+    names = [query.name for query in probe.spec.queries]
+    for attribute in probe.spec.attributes:
+        column = [attrs[attribute] for _, attrs in probe.rows]
+        for k in probe.spec.k:
+            per_query = [max_skew_at_k(row, column, k) for row in scores]
+            result["maxskew"][f"{attribute}@{k}"] = {
+                "mean": float(np.mean(per_query)),
+                "sum": float(np.sum(per_query)),
+                "per_query": dict(zip(names, per_query, strict=True)),
+                "random_ranking_mean": nulls[f"{attribute}@{k}"],
+            }
+    return result

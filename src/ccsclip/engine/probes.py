@@ -25,8 +25,8 @@ import numpy as np
 from ccsclip.engine.engine import Engine
 from ccsclip.engine.gallery import read_image
 from ccsclip.errors import InvalidInputError
-from ccsclip.fairness import max_skew_at_k, random_ranking_max_skew
-from ccsclip.probeset import AccuracyProbe, BiasProbe, Probe, load_probe, read_probe_spec
+from ccsclip.fairness import random_ranking_max_skew, skew_table
+from ccsclip.probeset import AccuracyProbe, Probe, load_probe, read_probe_spec
 
 _NULL_REPEATS = 100  # as probe_eval: the random-ranking null is an average over 100 draws
 
@@ -111,27 +111,4 @@ def run_probe(
         }
     result = skew_table(probe, scores.T, prepared.nulls)
     result["profile"] = name
-    return result
-
-
-def skew_table(probe: BiasProbe, scores: np.ndarray, nulls: dict[str, float]) -> dict[str, Any]:
-    """MaxSkew@K per attribute and K over queries; `scores` is [queries, images]."""
-    result: dict[str, Any] = {
-        "probe": probe.name,
-        "kind": "bias",
-        "n_images": len(probe.rows),
-        "n_queries": scores.shape[0],
-        "maxskew": {},
-    }
-    names = [query.name for query in probe.spec.queries]
-    for attribute in probe.spec.attributes:
-        column = [attrs[attribute] for _, attrs in probe.rows]
-        for k in probe.spec.k:
-            per_query = [max_skew_at_k(row, column, k) for row in scores]
-            result["maxskew"][f"{attribute}@{k}"] = {
-                "mean": float(np.mean(per_query)),
-                "sum": float(np.sum(per_query)),
-                "per_query": dict(zip(names, per_query, strict=True)),
-                "random_ranking_mean": nulls[f"{attribute}@{k}"],
-            }
     return result

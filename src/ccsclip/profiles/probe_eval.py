@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ccsclip.fairness import max_skew_at_k, random_ranking_max_skew
+from ccsclip.fairness import random_ranking_max_skew, skew_table
 from ccsclip.probeset import AccuracyProbe, BiasProbe, Probe
 from ccsclip.zeroshot import class_embeddings, encode_images
 
@@ -71,29 +71,7 @@ def score_probe(model, prepared: PreparedProbe) -> dict[str, Any]:
             "accuracy": float(np.mean(scores.argmax(1) == labels)),
             "chance": 1.0 / len(probe.class_names),
         }
-    return _skew_table(probe, scores.T, prepared.nulls)
-
-
-def _skew_table(probe: BiasProbe, scores: np.ndarray, nulls: dict[str, float]) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "probe": probe.name,
-        "kind": "bias",
-        "n_images": len(probe.rows),
-        "n_queries": scores.shape[0],
-        "maxskew": {},
-    }
-    names = [q.name for q in probe.spec.queries]
-    for attribute in probe.spec.attributes:
-        column = [attrs[attribute] for _, attrs in probe.rows]
-        for k in probe.spec.k:
-            per_query = [max_skew_at_k(row, column, k) for row in scores]
-            result["maxskew"][f"{attribute}@{k}"] = {
-                "mean": float(np.mean(per_query)),
-                "sum": float(np.sum(per_query)),
-                "per_query": dict(zip(names, per_query, strict=True)),
-                "random_ranking_mean": nulls[f"{attribute}@{k}"],
-            }
-    return result
+    return skew_table(probe, scores.T, prepared.nulls)
 
 
 def bias_probe_result(model, tokenizer, preprocess, probe: BiasProbe) -> dict[str, Any]:
