@@ -168,7 +168,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]
         optimizer.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        losses.append(float(loss))
+        losses.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     bar.close()
