@@ -71,11 +71,7 @@ def load(name: str):
 
 def write_profiles(loaded, counts: tuple[int, ...], root: Path) -> list:
     from ccsclip.profiles.schema import (
-        Profile,
-        ProfileAblation,
-        ProfileHead,
-        ProfileModel,
-        ProfileSelection,
+        manual_profile,
         write_profile,
     )
 
@@ -84,15 +80,7 @@ def write_profiles(loaded, counts: tuple[int, ...], root: Path) -> list:
     for count in (0, *counts):
         name = "baseline" if count == 0 else f"pruned-{count}"
         heads = spread_heads(spec.layers, spec.heads, count) if count else []
-        profile = Profile(
-            name=name,
-            model=ProfileModel(
-                name=spec.name, pretrained=spec.pretrained, weights_sha256=spec.weights_sha256
-            ),
-            ablation=ProfileAblation(mode="zero"),
-            heads=[ProfileHead(layer=layer, head=head) for layer, head in heads],
-            selection=ProfileSelection(arm="manual"),
-        )
+        profile = manual_profile(spec, name, heads)
         out.append((profile, write_profile(root / f"{name}.yaml", profile)))
     return out
 

@@ -54,11 +54,7 @@ def build_bundle(root: Path, weights: Path | None = None) -> tuple[Path, list[by
     from ccsclip.models.loading import embedded_weights_path
     from ccsclip.organism.probes import write_gallery
     from ccsclip.profiles.schema import (
-        Profile,
-        ProfileAblation,
-        ProfileHead,
-        ProfileModel,
-        ProfileSelection,
+        manual_profile,
         write_profile,
     )
 
@@ -75,15 +71,7 @@ def build_bundle(root: Path, weights: Path | None = None) -> tuple[Path, list[by
     spec = loaded.spec
     profiles = []
     for name, heads in (("baseline", []), ("pruned", [(2, 0), (2, 1)])):
-        profile = Profile(
-            name=name,
-            model=ProfileModel(
-                name=spec.name, pretrained=spec.pretrained, weights_sha256=spec.weights_sha256
-            ),
-            ablation=ProfileAblation(mode="zero"),
-            heads=[ProfileHead(layer=layer, head=head) for layer, head in heads],
-            selection=ProfileSelection(arm="baseline" if not heads else "manual"),
-        )
+        profile = manual_profile(spec, name, heads)
         path = write_profile(root / "profiles" / f"{name}.yaml", profile)
         profiles.append((profile, path))
     bundle = root / "bundle"

@@ -11,10 +11,7 @@ from pathlib import Path
 from ccsclip.export.bundle import export_bundle
 from ccsclip.profiles.schema import (
     Profile,
-    ProfileAblation,
-    ProfileHead,
-    ProfileModel,
-    ProfileSelection,
+    manual_profile,
     write_profile,
 )
 
@@ -29,15 +26,7 @@ def make_profiles(loaded, folder: Path) -> list[tuple[Profile, Path]]:
     spec = loaded.spec
     out = []
     for name, heads in PROFILE_HEADS.items():
-        profile = Profile(
-            name=name,
-            model=ProfileModel(
-                name=spec.name, pretrained=spec.pretrained, weights_sha256=spec.weights_sha256
-            ),
-            ablation=ProfileAblation(mode="zero"),
-            heads=[ProfileHead(layer=layer, head=head) for layer, head in heads],
-            selection=ProfileSelection(arm="baseline" if not heads else "manual"),
-        )
+        profile = manual_profile(spec, name, heads)
         out.append((profile, write_profile(folder / f"{name}.yaml", profile)))
     return out
 

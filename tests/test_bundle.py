@@ -28,10 +28,7 @@ from ccsclip.heads import Ablation
 from ccsclip.profiles.evaluate import profile_ablation
 from ccsclip.profiles.schema import (
     Profile,
-    ProfileAblation,
-    ProfileHead,
-    ProfileModel,
-    ProfileSelection,
+    manual_profile,
     write_profile,
 )
 
@@ -41,16 +38,13 @@ LAYER0 = [(0, h) for h in range(4)]
 
 def _profile(root: Path, spec, name: str, heads, mode: str = "zero") -> tuple[Profile, Path]:
     means = root / "means.safetensors"
-    profile = Profile(
-        name=name,
-        model=ProfileModel(name=spec.name, pretrained=None, weights_sha256=spec.weights_sha256),
-        ablation=ProfileAblation(
-            mode=mode,
-            means=means.name if mode == "mean" else None,
-            means_sha256=sha256_file(means) if mode == "mean" else None,
-        ),
-        heads=[ProfileHead(layer=layer, head=head) for layer, head in heads],
-        selection=ProfileSelection(arm="manual"),
+    profile = manual_profile(
+        spec,
+        name,
+        heads,
+        mode,
+        means=means.name if mode == "mean" else None,
+        means_sha256=sha256_file(means) if mode == "mean" else None,
     )
     return profile, write_profile(root / f"{name}.yaml", profile)
 

@@ -113,6 +113,29 @@ def parse_head_names(names: list[str]) -> list[tuple[int, int]]:
     return pairs
 
 
+def manual_profile(
+    spec,
+    name: str,
+    heads: list[tuple[int, int]],
+    mode: Literal["zero", "mean"] = "zero",
+    means: str | None = None,
+    means_sha256: str | None = None,
+) -> Profile:
+    """A hand-written profile for a model spec (the exporter does not need a CCS table).
+
+    `means` is the ablation means file relative to where the profile will be written.
+    """
+    return Profile(
+        name=name,
+        model=ProfileModel(
+            name=spec.name, pretrained=spec.pretrained, weights_sha256=spec.weights_sha256
+        ),
+        ablation=ProfileAblation(mode=mode, means=means, means_sha256=means_sha256),
+        heads=[ProfileHead(layer=layer, head=head) for layer, head in heads],
+        selection=ProfileSelection(arm="baseline" if not heads else "manual"),
+    )
+
+
 def write_profile(path: str | Path, profile: Profile) -> Path:
     path = Path(path)
     atomic_write_text(path, profile.to_yaml())
