@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ccsclip.errors import CcsclipError
+from ccsclip.runtime import ThreadsOpt, prefer_passive_wait
 
 app = typer.Typer(
     help="Rank CLIP attention heads by Concept Consistency Score, prune, export and serve.",
@@ -60,6 +61,7 @@ def stats(
     strict: Annotated[
         bool, typer.Option(help="fail on unreadable images instead of skipping")
     ] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Per-head moments of direct contributions and per-position ablation means (one pass)."""
     from ccsclip.heads.collect import collect_statistics
@@ -161,6 +163,7 @@ _mount_subcommands()
 def main() -> None:
     """Entry point: library errors become a one-line message and exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    prefer_passive_wait()  # before any command imports torch: see ccsclip.runtime
     try:
         app()
     except CcsclipError as exc:

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ccsclip.runtime import ThreadsOpt
+
 console = Console(stderr=True)
 out = Console()
 
@@ -56,6 +58,7 @@ def export(
     probe: Annotated[
         Path | None, typer.Option(help="accuracy probe dir: accuracy_delta of fp16/int8 files")
     ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Bake each profile, export ONNX files, check parity and write a bundle with a manifest."""
     from ccsclip.profiles.schema import load_profile
@@ -83,6 +86,7 @@ def export(
 def verify(
     bundle: Annotated[Path, typer.Argument(help="bundle directory")],
     images: Annotated[int, typer.Option(min=1, max=256, help="random images per parity run")] = 4,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Recheck hashes, ONNX metadata, costs and parity against torch; exit 2 on any problem."""
     from ccsclip.export.bundle import check_bundle

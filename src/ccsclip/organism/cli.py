@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ccsclip.runtime import ThreadsOpt
+
 app = typer.Typer(
     help="The embedded default: synthetic concept world and its small CLIP.", no_args_is_help=True
 )
@@ -43,6 +45,7 @@ def train(
     data_seed: Annotated[int, typer.Option(min=0)] = 0,
     model: Annotated[str, typer.Option(help="the config to train")] = "ccsclip-organism",
     eval_images: Annotated[int, typer.Option(min=10)] = 1000,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train the small CLIP on the world (fp16 safetensors + training card, written atomically)."""
     from ccsclip.organism.train import TrainConfig

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ccsclip.fileio import atomic_write_json
+from ccsclip.runtime import ThreadsOpt
 
 console = Console(stderr=True)
 out = Console()
@@ -90,6 +91,7 @@ def rank(
     ] = "clip",
     llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL")] = None,
     llm_model: Annotated[str | None, typer.Option(help="chat model of the llm judge")] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Statistics -> TextSpan -> judge -> CCS table -> profiles (-> evaluation) in one run."""
     from ccsclip.heads.layers import parse_layers
@@ -179,6 +181,7 @@ def evaluate(
     probes: Annotated[list[Path], typer.Option("--probe", help="probe folder (repeat)")],
     out_dir: Annotated[Path, typer.Option("--out", help="folder for evaluation.json + plot")],
     pretrained: PretrainedOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Zero-shot accuracy and MaxSkew of each profile (soft pruning), with the trade-off plot."""
     from ccsclip.models import load_model
