@@ -223,8 +223,14 @@ def test_rank_cli_resumes_and_evaluates(tmp_path, small_world):
     assert first.returncode == 0, first.stderr
     assert json.loads((tmp_path / "evaluation.json").read_text())["arms"]["baseline"]
     assert (tmp_path / "tradeoff.png").is_file()
+    stages = json.loads((tmp_path / "stages.json").read_text())
+    names = [s["name"] for s in stages["stages"]]
+    assert names[:3] == ["load model", "judge setup", "statistics"] and "null" in names
+    assert names[-1] == "evaluation" and "TextSpan + judge" in first.stdout  # the printed table
+    assert sum(s["wall_s"] for s in stages["stages"]) <= stages["total_wall_s"]
     second = _cli(*args)
     assert second.returncode == 0 and "reused statistics" in second.stderr
+    assert "reused" in json.loads((tmp_path / "stages.json").read_text())["stages"][2]["note"]
 
 
 def test_rank_cli_bad_inputs(tmp_path, small_world):

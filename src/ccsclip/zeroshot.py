@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ccsclip.models.text import encode_text_trimmed
+
 
 @torch.inference_mode()
 def class_embeddings(
@@ -16,7 +18,7 @@ def class_embeddings(
     rows = []
     for name in names:
         tokens = tokenizer([template.format(name) for template in templates])
-        text = F.normalize(model.encode_text(tokens), dim=-1)
+        text = encode_text_trimmed(model, tokens, normalize=True)
         rows.append(F.normalize(text.mean(0), dim=-1))
     return torch.stack(rows)
 

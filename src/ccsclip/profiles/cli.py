@@ -104,9 +104,13 @@ def rank(
     thresholds = _thresholds(high, moderate, low)
     if mode not in ("mean", "zero"):
         raise typer.BadParameter(f"--mode must be mean or zero, got {mode!r}")
+    from ccsclip.profiles.stages import StageTimes
+
     list_images(images)
+    stages = StageTimes()
     description_pool = load_pool(pool)
-    loaded = load_model(model, pretrained)
+    with stages.stage("load model", model):
+        loaded = load_model(model, pretrained)
     llm = {k: v for k, v in {"base_url": llm_base_url, "model": llm_model}.items() if v}
     options = RankOptions(
         layers=parse_layers(layers or f"last:{min(4, loaded.spec.layers)}", loaded.spec.layers),
@@ -122,7 +126,7 @@ def rank(
         batch_size=batch_size,
         llm=llm,
     )
-    result = run_rank(loaded, images, description_pool, out_dir, options)
+    result = run_rank(loaded, images, description_pool, out_dir, options, stages=stages)
     if result["resumed"]:
         console.print("reused statistics from", out_dir / "stats", "(hashes match)")
     _print_table(result["table"])
@@ -131,7 +135,10 @@ def rank(
         f"{len(result['profiles'])} profiles in {out_dir / 'profiles'}"
     )
     if probes:
-        _evaluate(loaded, result["profiles"], probes, out_dir)
+        with stages.stage("evaluation", f"{len(result['profiles'])} profiles"):
+            _evaluate(loaded, result["profiles"], probes, out_dir)
+    out.print(stages.table(f"ccsclip rank {model}"))
+    console.print(f"stage times in {stages.write(out_dir)}")
 
 
 def profiles(

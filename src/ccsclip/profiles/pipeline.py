@@ -22,9 +22,10 @@ from ccsclip.images import list_images, listing_sha256
 from ccsclip.models import LoadedModel
 from ccsclip.profiles.arms import ArmContext, build_arms
 from ccsclip.profiles.ccs import null_ccs, null_summary, p_value, score_heads
-from ccsclip.profiles.embed import clip_text_encoder, pool_embeddings
+from ccsclip.profiles.embed import cache_file, clip_text_encoder, pool_embeddings
 from ccsclip.profiles.pool import DescriptionPool
 from ccsclip.profiles.schema import Profile, write_profile
+from ccsclip.profiles.stages import StageTimes
 from ccsclip.profiles.table import (
     CcsTable,
     DescriptionRow,
@@ -126,23 +127,28 @@ def build_table(
     options: RankOptions,
     stats_sha256: str,
     progress: bool,
+    stages: StageTimes | None = None,
 ) -> CcsTable:
-    texts = pool_embeddings(loaded, pool, progress=progress)
-    scores = score_heads(moments, pool, texts, judge, options.m, options.rank, progress)
-    null = (
-        null_ccs(
-            moments,
-            pool,
-            texts,
-            judge,
-            options.null_samples,
-            options.m,
-            options.rank,
-            progress=progress,
-        )
-        if options.null_samples
-        else []
-    )
+    stages = stages or StageTimes()
+    cached = ", cache file found" if cache_file(loaded, pool).is_file() else ""
+    with stages.stage("pool embeddings", f"{len(pool)} descriptions{cached}"):
+        texts = pool_embeddings(loaded, pool, progress=progress)
+    heads = len(moments.layers) * moments.s.shape[1]
+    with stages.stage("TextSpan + judge", f"{heads} heads, {judge.describe()['kind']}"):
+        scores = score_heads(moments, pool, texts, judge, options.m, options.rank, progress)
+    null = []
+    if options.null_samples:
+        with stages.stage("null", f"{options.null_samples} random heads"):
+            null = null_ccs(
+                moments,
+                pool,
+                texts,
+                judge,
+                options.null_samples,
+                options.m,
+                options.rank,
+                progress=progress,
+            )
     rows = []
     for score in scores:
         p = p_value(score.ccs, null) if null else None
@@ -216,15 +222,37 @@ def rank(
     out: Path,
     options: RankOptions,
     progress: bool = True,
+    stages: StageTimes | None = None,
 ) -> dict[str, Any]:
-    """The whole ranking in one run; resumes from statistics whose hashes match."""
-    judge = make_judge(options.judge, loaded, pool, options)
-    moments, sidecar, resumed = statistics(loaded, images, out, options, progress)
+    """The whole ranking in one run; resumes from statistics whose hashes match.
+
+    `stages` collects wall and CPU time per stage (a new one when not given; returned).
+    """
+    stages = stages or StageTimes()
+    with stages.stage("judge setup", options.judge):
+        judge = make_judge(options.judge, loaded, pool, options)
+    with stages.stage("statistics") as stage:
+        moments, sidecar, resumed = statistics(loaded, images, out, options, progress)
+        stage.note = f"{moments.n} images" + (", reused" if resumed else "")
     table = build_table(
-        loaded, moments, pool, judge, options, sidecar["files"]["stats.safetensors"], progress
+        loaded,
+        moments,
+        pool,
+        judge,
+        options,
+        sidecar["files"]["stats.safetensors"],
+        progress,
+        stages,
     )
-    table_path = write_table(out, table)
-    profiles = write_profiles(
-        table, table_path, out / "stats" / MEANS_FILE, out / "profiles", options
-    )
-    return {"table": table, "table_path": table_path, "profiles": profiles, "resumed": resumed}
+    with stages.stage("write table + profiles"):
+        table_path = write_table(out, table)
+        profiles = write_profiles(
+            table, table_path, out / "stats" / MEANS_FILE, out / "profiles", options
+        )
+    return {
+        "table": table,
+        "table_path": table_path,
+        "profiles": profiles,
+        "resumed": resumed,
+        "stages": stages,
+    }
