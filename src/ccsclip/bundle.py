@@ -55,6 +55,9 @@ class TextRef(FileRef):
     opset: int
     input: str = "input_ids"
     output: str = "embeddings"
+    # True: the sequence axis is dynamic, feed ids cut after the batch's last end-of-text token
+    # (exact for causal towers pooled at EOT). False (older bundles): always the full context.
+    dynamic_length: bool = False
 
 
 class ProfileEntry(FileRef):

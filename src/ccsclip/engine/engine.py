@@ -229,6 +229,17 @@ def _check_metadata(
         raise IntegrityError(f"{what} was exported for profile {claimed!r}, not {profile!r}")
 
 
+def _check_text_length(session: ort.InferenceSession, manifest: Manifest) -> None:
+    """A text tower the manifest calls dynamic-length must accept any sequence length."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    length = list(inputs[manifest.text.input].shape)[1]
+    if manifest.text.dynamic_length and isinstance(length, int):
+        raise IntegrityError(
+            f"text tower {manifest.text.file!r} takes a fixed length of {length} tokens but the "
+            "manifest says text.dynamic_length: re-export the bundle"
+        )
+
+
 class _LRU:
     """A bounded, thread-safe LRU of text -> read-only embedding, with hit/miss counters."""
 
@@ -374,6 +385,7 @@ class Engine:
             model.embed_dim,
         )
         _check_metadata(text_session, f"text tower {manifest.text.file!r}", model.weights_sha256)
+        _check_text_length(text_session, manifest)
 
         sessions: dict[str, ort.InferenceSession] = {}
         unavailable: dict[str, str] = {}
@@ -561,6 +573,8 @@ class Engine:
     def _run_text(self, texts: Sequence[str]) -> np.ndarray:
         ids = self.tokenizer(list(texts))
         text = self.manifest.text
+        if text.dynamic_length:  # exact for such towers, and several times faster: see trim()
+            ids = self.tokenizer.trim(ids)
         return normalize(self._text.run([text.output], {text.input: ids})[0])
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:

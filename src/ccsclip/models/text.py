@@ -99,11 +99,25 @@ def encode_text_trimmed(
     if tokens.shape[0] == 0:
         return model.encode_text(tokens, normalize=normalize)
     length = int(pooled_positions(model, tokens).max()) + 1
-    tokens = tokens[:, :length]
+    return encode_text_prefix(model, tokens[:, :length], normalize)
+
+
+def encode_text_prefix(
+    model: torch.nn.Module, tokens: torch.Tensor, normalize: bool = False
+) -> torch.Tensor:
+    """The text tower on `tokens` [B, L] at their own length L <= context (no trimming here).
+
+    Equal to the full context when every row's pooled position is < L and the tower passes
+    `trim_unsupported`; the callers (and the ONNX text tower with a dynamic length) ensure both.
+    """
+    # Positions 0..L-1 as a tensor computed from the input (not a Python int): gathers with it
+    # stay dynamic when the ONNX exporter traces this, where a slice [:L] would become a constant.
+    index = torch.ones_like(tokens[0]).cumsum(0) - 1
     cast = model.transformer.get_cast_dtype()
     x = model.token_embedding(tokens).to(cast)
-    x = x + model.positional_embedding[:length].to(cast)
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = x + model.positional_embedding.index_select(0, index).to(cast)
+    mask = model.attn_mask.index_select(0, index).index_select(1, index)
+    x = model.transformer(x, attn_mask=mask)
     x = model.ln_final(x)
     x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=model.text_eos_id)
     if model.text_projection is not None:
