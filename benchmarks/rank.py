@@ -56,7 +56,7 @@ def busy_core() -> subprocess.Popen:
     )
 
 
-def run_rank(args, images: Path, out: Path, cache: Path) -> dict:
+def run_rank(args, images: Path, out: Path, cache: Path, threads: int | None) -> dict:
     command = [
         sys.executable,
         "-m",
@@ -73,8 +73,8 @@ def run_rank(args, images: Path, out: Path, cache: Path) -> dict:
         "--null-samples",
         str(args.null_samples),
     ]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
+    if threads:
+        command += ["--threads", str(threads)]
     env = {**os.environ, "CCSCLIP_CACHE": str(cache)}
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -99,36 +99,37 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{rest:04.1f}" if minutes else f"{rest:.1f} s"
 
 
-def print_side_by_side(idle: dict, loaded: dict) -> None:
-    names = [s["name"] for s in idle["stages"]["stages"]]
-    rows = {
-        r: {s["name"]: s for s in r_["stages"]["stages"]} for r, r_ in (("i", idle), ("l", loaded))
-    }
-    print(
-        f"\n{'stage':26} {'idle wall':>10} {'idle CPU':>10} {'loaded wall':>12} {'loaded CPU':>11} "
-        f"{'loaded/idle':>11}"
-    )
+def print_side_by_side(results: dict[str, dict]) -> None:
+    """One row per stage, wall and CPU time per run, and each run's wall time over the first's."""
+    labels = list(results)
+    first = results[labels[0]]
+    names = [s["name"] for s in first["stages"]["stages"]]
+    by_run = {r: {s["name"]: s for s in results[r]["stages"]["stages"]} for r in labels}
+    header = f"{'stage':24}" + "".join(f"{label + ' wall/CPU':>24}" for label in labels)
+    print("\n" + header + "".join(f"{label + '/' + labels[0]:>16}" for label in labels[1:]))
     for name in names:
-        i, l_ = (
-            rows["i"][name],
-            rows["l"].get(name, {"wall_s": float("nan"), "cpu_s": float("nan")}),
+        cells = [
+            by_run[r].get(name, {"wall_s": float("nan"), "cpu_s": float("nan")}) for r in labels
+        ]
+        row = f"{name:24}" + "".join(
+            f"{_clock(c['wall_s']) + ' / ' + _clock(c['cpu_s']):>24}" for c in cells
         )
-        ratio = l_["wall_s"] / i["wall_s"] if i["wall_s"] > 0 else float("nan")
+        base = cells[0]["wall_s"]
+        row += "".join(f"{c['wall_s'] / base if base else float('nan'):>15.2f}x" for c in cells[1:])
+        print(row)
+    total = f"{'total (process wall)':24}" + "".join(
+        f"{_clock(results[r]['wall']):>24}" for r in labels
+    )
+    total += "".join(f"{results[r]['wall'] / first['wall']:>15.2f}x" for r in labels[1:])
+    print(total)
+    print(f"{'peak RSS':24}" + "".join(f"{results[r]['rss_mb']:>22.0f}MB" for r in labels))
+    print(f"{'1-min load avg before':24}" + "".join(f"{results[r]['load']:>24.2f}" for r in labels))
+    if "loaded" in results:
+        wall = results["loaded"]["wall"]
         print(
-            f"{name:26} {_clock(i['wall_s']):>10} {_clock(i['cpu_s']):>10} "
-            f"{_clock(l_['wall_s']):>12} {_clock(l_['cpu_s']):>11} {ratio:>10.2f}x"
+            f"\nbefore this change (issue 13, loaded): {_clock(BEFORE_LOADED_S)}; now loaded "
+            f"{_clock(wall)}: {BEFORE_LOADED_S / wall:.1f}x faster; goal <= 3:00"
         )
-    print(
-        f"{'total (process wall)':26} {_clock(idle['wall']):>10} {'':>10} "
-        f"{_clock(loaded['wall']):>12} {'':>11} {loaded['wall'] / idle['wall']:>10.2f}x"
-    )
-    print(f"{'peak RSS':26} {idle['rss_mb']:>8.0f}MB {'':>10} {loaded['rss_mb']:>10.0f}MB")
-    print(f"{'1-min load avg before':26} {idle['load']:>10.2f} {'':>10} {loaded['load']:>12.2f}")
-    print(
-        f"\nbefore this change (issue 13, loaded): {_clock(BEFORE_LOADED_S)}; "
-        f"now loaded {_clock(loaded['wall'])}: {BEFORE_LOADED_S / loaded['wall']:.1f}x faster; "
-        f"goal <= 3:00"
-    )
 
 
 def compare_full_context(args, out: Path) -> None:
@@ -194,6 +195,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--compare-full-context", action="store_true")
     parser.add_argument("--only", choices=["idle", "loaded"], default=None)
+    parser.add_argument(
+        "--loaded-threads-1", action="store_true", help="a third run: loaded, with --threads 1"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="ccsclip-rank-bench-"))
@@ -208,15 +212,17 @@ def main() -> None:
         f"(the CLI sets PASSIVE when unset), work folder {root}"
     )
     results = {}
-    for label in ("idle", "loaded"):
+    runs = ["idle", "loaded"] + (["loaded-t1"] if args.loaded_threads_1 else [])
+    for label in runs:
         if args.only and label != args.only:
             continue
         out = root / label
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(root / f"cache-{label}", ignore_errors=True)
-        busy = busy_core() if label == "loaded" else None
+        busy = busy_core() if label.startswith("loaded") else None
+        threads = 1 if label == "loaded-t1" else args.threads
         try:
-            results[label] = run_rank(args, images, out, root / f"cache-{label}")
+            results[label] = run_rank(args, images, out, root / f"cache-{label}", threads)
         finally:
             if busy is not None:
                 busy.kill()
