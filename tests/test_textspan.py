@@ -76,3 +76,32 @@ def test_wrong_dimension_and_bad_m_are_refused():
         textspan_from_moments(*_moments(data), torch.randn(5, 9), m=2)
     with pytest.raises(InvalidInputError, match="m=6"):
         textspan_from_moments(*_moments(data), torch.randn(5, 8), m=6)
+
+
+def test_batched_spaces_and_rotated_heads_equal_the_direct_computation():
+    """head_spaces over several heads at once = one at a time; a head rotated by q (the null) =
+    TextSpan of the rotated moments q s, q S q^T, computed without their eigendecomposition."""
+    from ccsclip.profiles.ccs import _random_rotation
+    from ccsclip.profiles.textspan import head_spaces, span_in_space
+
+    rng = np.random.default_rng(7)
+    e, heads = 32, 3
+    data = [rng.normal(size=(300, e)) @ rng.normal(size=(e, e)) * 0.2 for _ in range(heads)]
+    moments = [_moments(d) for d in data]
+    texts = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(200, e))), dim=-1)
+    n = moments[0][0]
+    spaces = head_spaces(
+        n, torch.stack([m[1] for m in moments]), torch.stack([m[2] for m in moments]), rank=20
+    )
+    generator = torch.Generator().manual_seed(0)
+    for (_, s, S), space in zip(moments, spaces, strict=True):
+        direct = textspan_from_moments(n, s, S, texts, m=5, rank=20)
+        batched = span_in_space(space, texts, m=5)
+        assert [p.index for p in batched] == [p.index for p in direct]
+        assert [p.std for p in batched] == pytest.approx([p.std for p in direct], rel=1e-9)
+        for _ in range(3):
+            q = _random_rotation(e, generator)
+            rotated = textspan_from_moments(n, q @ s, q @ S @ q.T, texts, m=5, rank=20)
+            fast = span_in_space(space, texts, m=5, rotation=q)
+            assert [p.index for p in fast] == [p.index for p in rotated]
+            assert [p.share for p in fast] == pytest.approx([p.share for p in rotated], rel=1e-7)

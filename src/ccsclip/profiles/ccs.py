@@ -19,7 +19,7 @@ from ccsclip.heads.stats import HeadMoments
 from ccsclip.heads.variance import head_variances
 from ccsclip.profiles.judges.base import Description
 from ccsclip.profiles.pool import DescriptionPool
-from ccsclip.profiles.textspan import SpanPick, textspan_from_moments
+from ccsclip.profiles.textspan import HeadSpace, SpanPick, head_spaces, span_in_space
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,34 @@ def _descriptions(pool: DescriptionPool, picks: Sequence[SpanPick]) -> list[Desc
     return [Description(pool.descriptions[p.index], tags[p.index] if tags else None) for p in picks]
 
 
+Spaces = dict[tuple[int, int], HeadSpace]
+
+
+def _heads(moments: HeadMoments) -> list[tuple[int, int]]:
+    return [(layer, head) for layer in moments.layers for head in range(moments.s.shape[1])]
+
+
+def moment_spaces(moments: HeadMoments, rank: int) -> Spaces:
+    """Every analysed head's TextSpan basis and covariance (one batched eigendecomposition)."""
+    e = moments.s.shape[-1]
+    spaces = head_spaces(moments.n, moments.s.reshape(-1, e), moments.S.reshape(-1, e, e), rank)
+    return dict(zip(_heads(moments), spaces, strict=True))
+
+
 def span_heads(
-    moments: HeadMoments, texts: torch.Tensor, m: int, rank: int, progress: bool = True
+    moments: HeadMoments,
+    texts: torch.Tensor,
+    m: int,
+    rank: int,
+    progress: bool = True,
+    spaces: Spaces | None = None,
 ) -> dict[tuple[int, int], list[SpanPick]]:
-    """TextSpan for every analysed head."""
-    heads = [(layer, head) for layer in moments.layers for head in range(moments.s.shape[1])]
+    """TextSpan for every analysed head (`spaces` from `moment_spaces`, computed if None)."""
+    spaces = spaces or moment_spaces(moments, rank)
+    texts = texts.to(torch.float64)
     spans = {}
-    for layer, head in tqdm(heads, desc="textspan", unit="head", disable=not progress):
-        n, s, S = moments.head(layer, head)
-        spans[(layer, head)] = textspan_from_moments(n, s, S, texts, m, rank)
+    for key in tqdm(_heads(moments), desc="textspan", unit="head", disable=not progress):
+        spans[key] = span_in_space(spaces[key], texts, m)
     return spans
 
 
@@ -65,9 +84,10 @@ def score_heads(
     m: int = 5,
     rank: int = 80,
     progress: bool = True,
+    spaces: Spaces | None = None,
 ) -> list[HeadScore]:
     """CCS of every analysed head, in (layer, head) order."""
-    spans = span_heads(moments, texts, m, rank, progress)
+    spans = span_heads(moments, texts, m, rank, progress, spaces)
     shares = {(row.layer, row.head): row.share for row in head_variances(moments)}
     keys = sorted(spans)
     verdicts = judge.judge_many([_descriptions(pool, spans[key]) for key in keys])
@@ -99,15 +119,22 @@ def null_ccs(
     rank: int = 80,
     seed: int = 0,
     progress: bool = True,
+    spaces: Spaces | None = None,
 ) -> list[int]:
-    """CCS of `samples` random heads: real heads' moments under random rotations."""
+    """CCS of `samples` random heads: real heads' moments under random rotations q.
+
+    TextSpan of the rotated moments (q s, q S q^T) is computed from the head's own eigenbasis
+    with the texts rotated by q (`span_in_space`): the same picks, without an eigendecomposition
+    per sample.
+    """
     generator = torch.Generator().manual_seed(seed)
-    heads = [(layer, head) for layer in moments.layers for head in range(moments.s.shape[1])]
+    heads = _heads(moments)
+    spaces = spaces or moment_spaces(moments, rank)
+    texts = texts.to(torch.float64)
     descriptions = []
     for i in tqdm(range(samples), desc="null", unit="head", disable=not progress):
-        n, s, S = moments.head(*heads[i % len(heads)])
-        q = _random_rotation(s.shape[0], generator)
-        picks = textspan_from_moments(n, q @ s, q @ S @ q.T, texts, m, rank)
+        q = _random_rotation(moments.s.shape[-1], generator)
+        picks = span_in_space(spaces[heads[i % len(heads)]], texts, m, rotation=q)
         descriptions.append(_descriptions(pool, picks))
     return [verdict.ccs for verdict in judge.judge_many(descriptions)]
 

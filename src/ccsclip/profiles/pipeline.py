@@ -21,7 +21,7 @@ from ccsclip.heads.stats import (
 from ccsclip.images import list_images, listing_sha256
 from ccsclip.models import LoadedModel
 from ccsclip.profiles.arms import ArmContext, build_arms
-from ccsclip.profiles.ccs import null_ccs, null_summary, p_value, score_heads
+from ccsclip.profiles.ccs import moment_spaces, null_ccs, null_summary, p_value, score_heads
 from ccsclip.profiles.embed import cache_file, clip_text_encoder, pool_embeddings
 from ccsclip.profiles.pool import DescriptionPool
 from ccsclip.profiles.schema import Profile, write_profile
@@ -135,7 +135,8 @@ def build_table(
         texts = pool_embeddings(loaded, pool, progress=progress)
     heads = len(moments.layers) * moments.s.shape[1]
     with stages.stage("TextSpan + judge", f"{heads} heads, {judge.describe()['kind']}"):
-        scores = score_heads(moments, pool, texts, judge, options.m, options.rank, progress)
+        spaces = moment_spaces(moments, options.rank)
+        scores = score_heads(moments, pool, texts, judge, options.m, options.rank, progress, spaces)
     null = []
     if options.null_samples:
         with stages.stage("null", f"{options.null_samples} random heads"):
@@ -148,6 +149,7 @@ def build_table(
                 options.m,
                 options.rank,
                 progress=progress,
+                spaces=spaces,
             )
     rows = []
     for score in scores:
