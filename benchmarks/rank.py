@@ -228,14 +228,19 @@ def main() -> None:
                 busy.kill()
                 busy.wait()
         print(f"{label}: {_clock(results[label]['wall'])}", flush=True)
-    if len(results) == 2:
-        print_side_by_side(results["idle"], results["loaded"])
-        idle_top, loaded_top = top_descriptions(root / "idle"), top_descriptions(root / "loaded")
-        differ = [h for h in idle_top if idle_top[h] != loaded_top.get(h)]
-        print(
-            f"top descriptions per head, idle vs loaded: {len(idle_top) - len(differ)}/"
-            f"{len(idle_top)} heads identical" + (f"; differ: {differ}" if differ else "")
-        )
+        (root / f"{label}.json").write_text(json.dumps(results[label], indent=1))
+    if len(results) >= 2:
+        print_side_by_side(results)
+        labels = list(results)
+        reference = top_descriptions(root / labels[0])
+        for label in labels[1:]:
+            other = top_descriptions(root / label)
+            differ = [h for h in reference if reference[h] != other.get(h)]
+            print(
+                f"top-5 descriptions per head, {labels[0]} vs {label}: "
+                f"{len(reference) - len(differ)}/{len(reference)} heads identical"
+                + (f"; differ: {differ}" if differ else "")
+            )
     if args.compare_full_context:
         compare_full_context(args, root / (args.only or "idle"))
     if args.keep is None:
