@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GALLERY_FILE = "gallery.json"  # as ccsclip.engine.gallery (not imported: it pulls numpy in)
@@ -69,7 +69,30 @@ class ServiceSettings(BaseSettings):
     grpc_workers: int = Field(8, ge=1)  # handler threads
     grpc_grace_s: float = Field(20.0, ge=0)  # SIGTERM: finish in-flight calls for this long
 
+    # Access control (service/auth.py): `scope:key` entries; none configured: off.
+    api_keys_file: Path | None = None  # a mounted Secret, one entry per line
+    api_keys: SecretStr | None = None  # comma-separated entries
+    metrics_require_key: bool = False  # /metrics (both transports) needs a key too
+    # Load shedding (service/limits.py): calls in flight per process; 0: unlimited. gRPC: below
+    # grpc_workers, so health checks always find a free handler thread.
+    http_max_concurrency: int = Field(32, ge=0)
+    grpc_max_concurrency: int = Field(6, ge=0)
+    # TLS (service/tls.py): server certificate and key (PEM); a client CA turns on mTLS.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    grpc_health_port: int = Field(0, ge=0, le=65535)  # plaintext health-only port; 0: none
+
     _split = field_validator("galleries", "probes", mode="before")(_comma_list)
+
+    @model_validator(mode="after")
+    def _check_shipping(self) -> ServiceSettings:
+        from ccsclip.service.limits import check_grpc_limit
+        from ccsclip.service.tls import check_tls
+
+        check_grpc_limit(self.grpc_max_concurrency, self.grpc_workers)
+        check_tls(self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)
+        return self
 
     def gallery_dirs(self) -> list[Path]:
         """Configured gallery folders, or the bundle's own `galleries/*` when unset."""
