@@ -2,7 +2,8 @@
 # Build the image of a Bento (`make image`): bentoml containerize with the first OCI builder found.
 #   BENTO (ccsclip:latest), TAG (ccsclip:<bento version>), BACKEND (docker|podman|buildah),
 #   BASE_IMAGE (else scripts/image/base.sh picks or makes one), WHEELS (a wheel directory from
-#   wheels.sh: the build installs from it with no index; podman/buildah only), CA_BUNDLE (a CA file
+#   wheels.sh: the build installs from it with no index and no network; podman/buildah only,
+#   made in runs/wheels when unset; `none`: the index), CA_BUNDLE (a CA file
 #   for pip behind a TLS-inspecting proxy, mounted for the build only: never in the image).
 # Prints the image name, its size and the build time on the last lines.
 set -euo pipefail
@@ -14,6 +15,14 @@ B=$(bash "$HERE/backend.sh")
 BASE=$(bash "$HERE/base.sh" "$B")
 VERSION=$("$BENTOML" get "$BENTO" -o json | python3 -c 'import json,sys; d = json.load(sys.stdin); print(d["name"] + ":" + d["version"])')
 TAG=${TAG:-$VERSION}
+# podman/buildah: wheels made on this host (runs/wheels, reused) unless WHEELS names a directory
+# (made elsewhere, for an air-gapped host) or is `none` (the build then uses the index itself).
+if [ -z "${WHEELS+x}" ] && [ "$B" != docker ]; then
+  WHEELS=runs/wheels
+  bash "$HERE/wheels.sh" "$("$BENTOML" get "$BENTO" -o path)/env/python/requirements.txt" \
+    "$WHEELS" >&2
+fi
+[ "${WHEELS:-}" != none ] || WHEELS=
 OPTS=(--opt "build-arg=BASE_IMAGE=$BASE")
 # One volume holds both optional inputs (BentoML joins repeated `--opt volume` into one value).
 INPUTS=$(mktemp -d)
