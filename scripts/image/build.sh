@@ -13,14 +13,16 @@ BENTOML=${BENTOML:-bentoml}
 BENTO=${BENTO:-ccsclip:latest}
 B=$(bash "$HERE/backend.sh")
 BASE=$(bash "$HERE/base.sh" "$B")
-VERSION=$("$BENTOML" get "$BENTO" -o json | python3 -c 'import json,sys; d = json.load(sys.stdin); print(d["name"] + ":" + d["version"])')
+# BentoML's own Python (the CLI wraps long paths): the Bento's tag and folder
+BENTO_PY=${PYTHON:-$(dirname "$(command -v "$BENTOML")")/python}
+read -r VERSION BENTO_DIR < <("$BENTO_PY" -c 'import sys, bentoml
+b = bentoml.get(sys.argv[1]); print(str(b.tag), b.path)' "$BENTO")
 TAG=${TAG:-$VERSION}
 # podman/buildah: wheels made on this host (runs/wheels, reused) unless WHEELS names a directory
 # (made elsewhere, for an air-gapped host) or is `none` (the build then uses the index itself).
 if [ -z "${WHEELS+x}" ] && [ "$B" != docker ]; then
   WHEELS=runs/wheels
-  bash "$HERE/wheels.sh" "$("$BENTOML" get "$BENTO" -o path)/env/python/requirements.txt" \
-    "$WHEELS" >&2
+  PYTHON=$BENTO_PY bash "$HERE/wheels.sh" "$BENTO_DIR/env/python/requirements.txt" "$WHEELS" >&2
 fi
 [ "${WHEELS:-}" != none ] || WHEELS=
 OPTS=(--opt "build-arg=BASE_IMAGE=$BASE")
