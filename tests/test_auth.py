@@ -145,6 +145,13 @@ def test_settings_hide_keys_and_check_tls_and_limits(tmp_path):
         ServiceSettings(tls_cert_file=tmp_path / "a.crt")
     with pytest.raises(ValueError, match="no such file"):
         ServiceSettings(tls_cert_file=tmp_path / "a.crt", tls_key_file=tmp_path / "a.key")
+    empty = tmp_path / "keys"
+    empty.write_text("\n")
+    with pytest.raises(ValueError, match="holds no key"):
+        ServiceSettings(api_keys_file=empty)
+    with pytest.raises(ValueError, match="CCSCLIP_API_KEYS entry 1") as caught:
+        ServiceSettings(api_keys=f"admin:{KEY}")
+    assert KEY not in str(caught.value)
     with pytest.raises(ValueError, match="must be below CCSCLIP_GRPC_WORKERS"):
         ServiceSettings(grpc_workers=4, grpc_max_concurrency=4)
 

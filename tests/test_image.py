@@ -111,7 +111,7 @@ def _rendered() -> tuple[dict[str, Any], dict[str, str]]:
     docs = list(yaml.safe_load_all(out))
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     config = next(d for d in docs if d["kind"] == "ConfigMap")
-    return deployment, config["data"]
+    return deployment, config
 
 
 def _size_bytes(limit: str) -> int:
@@ -120,12 +120,12 @@ def _size_bytes(limit: str) -> int:
     return int(number) * units.get(unit, 1)
 
 
-def _run_args(pod: dict, container: dict, config: dict[str, str], env_file: Path) -> list[str]:
+def _run_args(pod: dict, container: dict, config: dict, env_file: Path) -> list[str]:
     """`run` flags reproducing the container's settings in the pod spec."""
     spec = pod["spec"]["template"]["spec"]
     security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
-    assert container["envFrom"] == [{"configMapRef": {"name": "ccsclip-config"}}]
-    env = {**config, **{e["name"]: e["value"] for e in container.get("env", [])}}
+    assert container["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+    env = {**config["data"], **{e["name"]: e["value"] for e in container.get("env", [])}}
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     args = [
         "--env-file",

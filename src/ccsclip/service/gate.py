@@ -57,7 +57,7 @@ class GateMiddleware:
         self.observe = observe  # (path, status) for refused calls
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
@@ -66,10 +66,13 @@ class GateMiddleware:
         try:
             authorize(self.ring, needed, _latin1(headers.get(b"authorization")))
         except Denied as exc:
+            if scope["type"] == "websocket":  # no route uses one; refused like any call
+                await send({"type": "websocket.close", "code": 1008})
+                return
             extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
             await self._refuse(send, path, exc.status, exc.message, extra)
             return
-        if needed is Scope.OPEN or path == "/metrics":
+        if needed is Scope.OPEN or path == "/metrics" or scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
         if not self.limit.try_acquire():

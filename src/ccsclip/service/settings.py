@@ -29,7 +29,10 @@ def _comma_list(value: object) -> object:
 class ServiceSettings(BaseSettings):
     """Everything the servers read from the environment; names are `CCSCLIP_<FIELD>`."""
 
-    model_config = SettingsConfigDict(env_prefix="CCSCLIP_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error must not print the environment (API keys)
+    model_config = SettingsConfigDict(
+        env_prefix="CCSCLIP_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     bundle: Path = Path("bundle")
     default_profile: str | None = None  # None: the bundle manifest's default
@@ -87,9 +90,13 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_shipping(self) -> ServiceSettings:
+        from ccsclip.service.auth import KeyRing
         from ccsclip.service.limits import check_grpc_limit
         from ccsclip.service.tls import check_tls
 
+        # a bad key file stops both servers here, before any model is loaded
+        secret = self.api_keys.get_secret_value() if self.api_keys else None
+        KeyRing.load(self.api_keys_file, secret)
         check_grpc_limit(self.grpc_max_concurrency, self.grpc_workers)
         check_tls(self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)
         return self
