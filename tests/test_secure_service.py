@@ -151,12 +151,12 @@ def _zero_shot_body(state, n: int = 1) -> dict:
     return {"images": [b64(p.read_bytes()) for p in images], "labels": ["circle", "square"]}
 
 
-def _grpc_zero_shot(state, stub, key: str | None, n: int = 1):
+def _grpc_zero_shot(state, stub, key: str | None, n: int = 1, labels: list[str] | None = None):
     from ccsclip.v1 import ccsclip_pb2 as pb
 
     body = _zero_shot_body(state, n)
     request = pb.ZeroShotRequest(
-        images=[base64.b64decode(i) for i in body["images"]], labels=body["labels"]
+        images=[base64.b64decode(i) for i in body["images"]], labels=labels or body["labels"]
     )
     metadata = [("authorization", f"Bearer {key}")] if key else None
     return stub.ZeroShot(request, metadata=metadata, timeout=60)
@@ -347,11 +347,15 @@ def test_grpc_surplus_is_shed_and_the_service_stays_ready(setup):
     start = threading.Barrier(12)
 
     def call() -> None:
+        # connected (TLS handshake done) before the barrier, so the calls leave together; each
+        # with its own 100 labels (no text cache hit) and 8 images, so they last a while
+        labels = [f"{threading.get_ident()} label {i}" for i in range(100)]
         with _channel(setup) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
             stub = _stub(channel)
             start.wait()
             try:
-                _grpc_zero_shot(setup, stub, READ_KEY, n=8)
+                _grpc_zero_shot(setup, stub, READ_KEY, n=8, labels=labels)
                 code = "OK"
             except grpc.RpcError as exc:
                 code = exc.code().name
