@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 WORK ?= runs/demo
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup demo test lint format bench bento clean
+.PHONY: setup demo test lint format bench bento image image-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,16 @@ bento: setup
 	mkdir -p default/bundle/probes && cp -r runs/bento/world/accuracy-shape \
 		runs/bento/world/accuracy-pattern runs/bento/world/bias-shape-colour default/bundle/probes/
 	$(BIN)/bentoml build
+
+# The serving image of the Bento (scripts/image/build.sh, docs/deploy.md): docker, podman or
+# buildah; a Debian base from packages and a wheel directory when no registry is reachable.
+image: bento
+	PATH=$(abspath $(BIN)):$$PATH PYTHON=$(abspath $(BIN))/python bash scripts/image/build.sh
+
+image-gpu: bento
+	$(BIN)/bentoml build -f bentofile-gpu.yaml
+	PATH=$(abspath $(BIN)):$$PATH PYTHON=$(abspath $(BIN))/python BENTO=ccsclip-gpu:latest \
+		bash scripts/image/build.sh
 
 clean:
 	rm -rf runs default .pytest_cache .ruff_cache

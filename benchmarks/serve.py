@@ -124,6 +124,9 @@ def start_servers(bundle: Path, root: Path, http_workers: int) -> dict[str, Any]
         "CCSCLIP_PROBES": "",
         "CCSCLIP_GALLERIES": "",
         "CCSCLIP_HTTP_WORKERS": str(http_workers),
+        # throughput, not load shedding: no per-process concurrency limits
+        "CCSCLIP_HTTP_MAX_CONCURRENCY": "0",
+        "CCSCLIP_GRPC_MAX_CONCURRENCY": "0",
     }
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     http = Server(

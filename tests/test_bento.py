@@ -27,6 +27,7 @@ def _context(tmp: Path, tiny) -> Path:
     for name in ("service.py", "bentofile.yaml", "README.md"):
         shutil.copy(ROOT / name, ctx / name)
     shutil.copytree(ROOT / "proto", ctx / "proto")
+    shutil.copytree(ROOT / "scripts" / "image", ctx / "scripts" / "image")  # dockerfile_template
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "src", ctx / "src", ignore=ignore)
     build_test_bundle(tiny, ctx / "default" / "bundle")

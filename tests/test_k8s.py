@@ -640,3 +640,60 @@ def test_promql_metric_name_parser():
         assert promql_metric_names(expr) == expected, expr
     assert variable_exprs("label_values(m{a='b'}, profile)") == ["m{a='b'}"]
     assert variable_exprs("label_values(profile)") == []
+
+
+# --- access control and TLS (issue 12) -----------------------------------------------------
+
+
+def _with_component(kubectl, tree: str, component: str, tmp_path: Path) -> list[dict[str, Any]]:
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(OVERLAYS[tree], tmp_path)],
+                "components": [os.path.relpath(BASE.parent / "components" / component, tmp_path)],
+            }
+        )
+    )
+    return kustomize_build(kubectl, tmp_path)
+
+
+def _secret_mount(deployment: dict[str, Any], container: dict[str, Any], secret: str) -> str:
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    (name,) = [v["name"] for v in volumes if v.get("secret", {}).get("secretName") == secret]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == name]
+    assert mount["readOnly"] is True
+    return mount["mountPath"]
+
+
+@pytest.mark.parametrize("tree", sorted(OVERLAYS))
+def test_overlays_turn_api_keys_on_from_a_secret(kubectl, tree):
+    docs = render(kubectl, tree)
+    keys_file = config_data(docs)["CCSCLIP_API_KEYS_FILE"]
+    assert "CCSCLIP_API_KEYS" not in config_data(docs)  # never a key in the ConfigMap
+    for deployment in by_kind(docs, "Deployment"):
+        for container in containers(deployment).values():
+            mount = _secret_mount(deployment, container, "ccsclip-api-keys")
+            assert keys_file.startswith(mount.rstrip("/") + "/")
+    assert "CCSCLIP_API_KEYS_FILE" not in config_data(render(kubectl, "base"))  # off in the base
+
+
+@pytest.mark.parametrize("tree", sorted(OVERLAYS))
+def test_tls_component(kubectl, k8s_validate, tree, tmp_path: Path):
+    docs = _with_component(kubectl, tree, "tls", tmp_path)
+    data = config_data(docs)
+    health = int(data["CCSCLIP_GRPC_HEALTH_PORT"])
+    for deployment in by_kind(docs, "Deployment"):
+        http, grpc = containers(deployment)["http"], containers(deployment)["grpc"]
+        for container in (http, grpc):
+            mount = _secret_mount(deployment, container, "ccsclip-tls")
+            for key in ("CCSCLIP_TLS_CERT_FILE", "CCSCLIP_TLS_KEY_FILE"):
+                assert data[key].startswith(mount.rstrip("/") + "/")
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert http[kind]["httpGet"]["scheme"] == "HTTPS"
+            assert grpc[kind]["grpc"]["port"] == health  # kubelet probes speak no TLS
+        assert health in {p["containerPort"] for p in grpc["ports"]}
+        k8s_validate.validate(deployment, k8s_validate.latest_version(), strict=True)
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    assert {e["scheme"] for e in monitor["spec"]["endpoints"]} == {"https"}

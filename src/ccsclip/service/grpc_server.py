@@ -39,9 +39,11 @@ from ccsclip.service.core import (
     apply_header_profile,
     validate,
 )
+from ccsclip.service.gate import GateInterceptor, start_metrics_server
 from ccsclip.service.metrics import get_metrics
 from ccsclip.service.probes import ProbeRunner
 from ccsclip.service.settings import ServiceSettings, get_settings
+from ccsclip.service.tls import credentials_of, health_only_server
 from ccsclip.v1 import ccsclip_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -331,6 +333,17 @@ def _metrics_registry() -> Any:
     return REGISTRY
 
 
+def _refusal_counter(servicer: Servicer) -> Any:
+    """Count refused calls (keys, shedding) by endpoint like answered ones."""
+
+    def observe(method: str, code: str) -> None:
+        entry = servicer.methods.get(method.rpartition("/")[2])
+        endpoint = entry[0] if entry else "other"
+        servicer.metrics.requests.labels(endpoint, NO_PROFILE, "grpc", code).inc()  # not timed
+
+    return observe
+
+
 class GrpcServer:
     """The gRPC server, its health service, probes and metrics endpoint, started together."""
 
@@ -346,8 +359,10 @@ class GrpcServer:
                 batch_size=settings.probe_batch_size,
             )
         self.health = health.HealthServicer()
+        servicer = Servicer(self.core)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(settings.grpc_workers, thread_name_prefix="ccsclip-grpc"),
+            interceptors=[GateInterceptor(settings, _refusal_counter(servicer))],
             options=[
                 # grpc-core refuses beyond twice the limit; our deserialiser refuses (with a
                 # JSON error naming the limit) between the limit and that
@@ -355,29 +370,27 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        self.server.add_generic_rpc_handlers((Servicer(self.core).handler(),))
+        self.server.add_generic_rpc_handlers((servicer.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         self.port = 0
         self.metrics_port = 0
+        self.health_port = 0
         self._metrics_http: Any = None
+        self._health_server: Any = None
 
     def start(self) -> None:
-        from prometheus_client import start_http_server
-
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
-        self.port = self.server.add_insecure_port(address)
-        if not self.port:
-            raise OSError(f"cannot listen on {address}")
-        started = start_http_server(
-            self.settings.grpc_metrics_port, addr="0.0.0.0", registry=_metrics_registry()
-        )
-        self._metrics_http = started[0] if isinstance(started, tuple) else None
-        if self._metrics_http is not None:
-            self.metrics_port = self._metrics_http.server_address[1]
+        self.port = self._listen(address)
+        self._metrics_http = start_metrics_server(self.settings, _metrics_registry())
+        self.metrics_port = self._metrics_http.server_address[1]
         self.server.start()
+        if self.settings.grpc_health_port and credentials_of(self.settings) is not None:
+            self._health_server, self.health_port = health_only_server(
+                self.health, f"{self.settings.grpc_host}:{self.settings.grpc_health_port}"
+            )
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.core.probes.start()  # type: ignore[union-attr]
@@ -388,10 +401,23 @@ class GrpcServer:
             self.core.engine,
         )
 
+    def _listen(self, address: str) -> int:
+        """Bind the API port: TLS (and mTLS) per the settings, else plaintext."""
+        credentials = credentials_of(self.settings)
+        if credentials is None:
+            port = self.server.add_insecure_port(address)
+        else:
+            port = self.server.add_secure_port(address, credentials)
+        if not port:
+            raise OSError(f"cannot listen on {address}")
+        return port
+
     def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first (so load balancers drain), then finish in-flight calls."""
         self.health.enter_graceful_shutdown()
         self.server.stop(self.settings.grpc_grace_s if grace is None else grace).wait()
+        if self._health_server is not None:
+            self._health_server.stop(None)
         if self.core.probes is not None:
             self.core.probes.stop()
         if self._metrics_http is not None:

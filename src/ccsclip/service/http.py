@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse
 from ccsclip.errors import CcsclipError
 from ccsclip.service.core import Core, ServiceError
 from ccsclip.service.edge import EdgeMiddleware, set_core
+from ccsclip.service.gate import GateMiddleware, observe_http_refusal
 from ccsclip.service.metrics import get_metrics
 from ccsclip.service.probes import RESULTS_FILE, ProbeRunner
 from ccsclip.service.schemas import (
@@ -45,6 +46,7 @@ from ccsclip.service.schemas import (
     ZeroShotResponse,
 )
 from ccsclip.service.settings import get_settings
+from ccsclip.service.tls import bentoml_ssl
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -93,6 +95,7 @@ def _probe_runner(core: Core) -> ProbeRunner:
     workers=settings.http_workers,
     threads=settings.http_threads,
     traffic={"timeout": 120},
+    ssl=bentoml_ssl(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file),
     # BentoML 1.4.40 keeps every request's OpenTelemetry context alive (about 4.7 KB per request
     # in a hello-world service, so a worker grows without bound): no tracing unless asked for.
     tracing={} if settings.http_tracing else {"excluded_urls": ".*"},
@@ -168,4 +171,6 @@ def _cache_root_schemas(api: Any) -> None:
 
 
 _cache_root_schemas(CCSClip.apis["embed_images"])
+# The gate (keys, shedding) is added first, so it is the outer one: refusals skip the edge.
+CCSClip.add_asgi_middleware(GateMiddleware, settings=settings, observe=observe_http_refusal)
 CCSClip.add_asgi_middleware(EdgeMiddleware)

@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GALLERY_FILE = "gallery.json"  # as ccsclip.engine.gallery (not imported: it pulls numpy in)
@@ -29,7 +29,10 @@ def _comma_list(value: object) -> object:
 class ServiceSettings(BaseSettings):
     """Everything the servers read from the environment; names are `CCSCLIP_<FIELD>`."""
 
-    model_config = SettingsConfigDict(env_prefix="CCSCLIP_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error must not print the environment (API keys)
+    model_config = SettingsConfigDict(
+        env_prefix="CCSCLIP_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     bundle: Path = Path("bundle")
     default_profile: str | None = None  # None: the bundle manifest's default
@@ -69,7 +72,34 @@ class ServiceSettings(BaseSettings):
     grpc_workers: int = Field(8, ge=1)  # handler threads
     grpc_grace_s: float = Field(20.0, ge=0)  # SIGTERM: finish in-flight calls for this long
 
+    # Access control (service/auth.py): `scope:key` entries; none configured: off.
+    api_keys_file: Path | None = None  # a mounted Secret, one entry per line
+    api_keys: SecretStr | None = None  # comma-separated entries
+    metrics_require_key: bool = False  # /metrics (both transports) needs a key too
+    # Load shedding (service/limits.py): calls in flight per process; 0: unlimited. gRPC: below
+    # grpc_workers, so health checks always find a free handler thread.
+    http_max_concurrency: int = Field(32, ge=0)
+    grpc_max_concurrency: int = Field(6, ge=0)
+    # TLS (service/tls.py): server certificate and key (PEM); a client CA turns on mTLS.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    grpc_health_port: int = Field(0, ge=0, le=65535)  # plaintext health-only port; 0: none
+
     _split = field_validator("galleries", "probes", mode="before")(_comma_list)
+
+    @model_validator(mode="after")
+    def _check_shipping(self) -> ServiceSettings:
+        from ccsclip.service.auth import KeyRing
+        from ccsclip.service.limits import check_grpc_limit
+        from ccsclip.service.tls import check_tls
+
+        # a bad key file stops both servers here, before any model is loaded
+        secret = self.api_keys.get_secret_value() if self.api_keys else None
+        KeyRing.load(self.api_keys_file, secret)
+        check_grpc_limit(self.grpc_max_concurrency, self.grpc_workers)
+        check_tls(self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)
+        return self
 
     def gallery_dirs(self) -> list[Path]:
         """Configured gallery folders, or the bundle's own `galleries/*` when unset."""
