@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GALLERY_FILE = "gallery.json"  # as ccsclip.engine.gallery (not imported: it pulls numpy in)
@@ -68,6 +68,16 @@ class ServiceSettings(BaseSettings):
     grpc_host: str = "[::]"
     grpc_workers: int = Field(8, ge=1)  # handler threads
     grpc_grace_s: float = Field(20.0, ge=0)  # SIGTERM: finish in-flight calls for this long
+
+    # Galleries that grow (engine/galleries): exact/hnsw ones live under gallery_root (a PVC in
+    # Kubernetes); milvus ones in the Milvus server at milvus_uri (token from a Secret).
+    gallery_root: Path | None = None
+    milvus_uri: str | None = None
+    milvus_token: SecretStr | None = None
+    milvus_db: str | None = None
+    gallery_max_ef: int = Field(1024, ge=1)  # per-request search effort cap
+    gallery_max_ids: int = Field(1000, ge=1)  # ids per delete request
+    gallery_compact_bytes: int = Field(64 * 1024 * 1024, ge=1024)  # snapshot when the log passes
 
     _split = field_validator("galleries", "probes", mode="before")(_comma_list)
 

@@ -52,7 +52,7 @@ class SearchParams:
     ef: int | None = None
 
 
-def check_name(name: Any, field: str = "name") -> str:
+def check_name(name: Any, field: str = "gallery") -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidInputError(
             f"{field}: {name!r} is not a valid gallery name: 1-64 characters, letters, digits, "

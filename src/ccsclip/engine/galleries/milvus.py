@@ -140,7 +140,7 @@ class MilvusConnection:
     def drop(self, name: str) -> None:
         record = self.record(name)
         if record is None:
-            raise NotFoundError(f"name: unknown gallery {name!r}")
+            raise NotFoundError(f"gallery: unknown gallery {name!r}")
         self.client.delete(REGISTRY, ids=[name])
         uid = record["meta"]["uid"]
         if self.client.has_collection(f"ccsclip_{uid}"):

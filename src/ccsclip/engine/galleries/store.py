@@ -93,8 +93,11 @@ class GalleryStore:
         check_name(name, field)
         with self._lock:
             cached = self._open.get(name)
-            if cached is not None:
-                meta = self._local_meta(name) if cached.meta.backend != "milvus" else cached.meta
+            if cached is not None:  # still the same gallery (not dropped, maybe re-created)?
+                if cached.meta.backend == "milvus":
+                    meta = self._milvus_meta(name)
+                else:
+                    meta = self._local_meta(name)
                 if meta is not None and meta.uid == cached.meta.uid:
                     return cached
                 self._open.pop(name).close()
@@ -122,7 +125,7 @@ class GalleryStore:
         backend: str = "hnsw",
         params: dict[str, Any] | None = None,
     ) -> Gallery:
-        check_name(name)
+        check_name(name, "gallery")
         params = check_params(backend, params)
         if backend == "milvus" and self.milvus is None:
             raise InvalidInputError(
@@ -136,17 +139,17 @@ class GalleryStore:
         lock = self.root / ".lock" if self.root is not None else None
         with self._lock, local.file_lock(lock) if lock else _nothing():
             if self._local_meta(name) is not None or self._milvus_meta(name) is not None:
-                raise InvalidInputError(f"name: gallery {name!r} already exists; drop it first")
+                raise InvalidInputError(f"gallery: {name!r} already exists; drop it first")
             if backend == "milvus":
                 assert self.milvus is not None
                 self.milvus.create(meta)
             else:
                 assert self.root is not None
                 local.create_local(self.root, meta)
-        return self.get(name, "name")
+        return self.get(name)
 
     def drop(self, name: str) -> None:
-        check_name(name)
+        check_name(name, "gallery")
         with self._lock:
             cached = self._open.pop(name, None)
             if cached is not None:
@@ -165,7 +168,7 @@ class GalleryStore:
             assert self.milvus is not None
             self.milvus.drop(name)
             return
-        raise NotFoundError(f"name: unknown gallery {name!r}; galleries: {self.names()}")
+        raise NotFoundError(f"gallery: unknown gallery {name!r}; galleries: {self.names()}")
 
     def close(self) -> None:
         with self._lock:
