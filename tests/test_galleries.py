@@ -70,7 +70,7 @@ def servers(world, milvus, tmp_path_factory):
     try:
         wait_ready(http, http_ready)
         wait_ready(grpc_server, grpc_ready)
-        yield {"http": http, "grpc": grpc_server}
+        yield {"http": http, "grpc": grpc_server, "store": root / "store"}
     finally:
         for server in (http, grpc_server):
             server.stop()
@@ -382,6 +382,56 @@ def test_retrieve_still_serves_indexed_galleries(clients):
     for client in clients.values():
         answer = client.retrieve("shapes", text="a red circle", k=3)
         assert len(answer["hits"]) == 3
+
+
+# --------------------------------------------------------------------------- bulk path
+
+
+def test_index_streams_into_a_live_gallery_and_resumes(world, servers, clients, reference):
+    """`ccsclip index --backend hnsw` into the served store: interrupted after one batch, run
+    again (the CLI), it adds only the rest; the servers serve the result at once."""
+    import subprocess
+
+    from ccsclip.engine.engine import Engine
+    from ccsclip.engine.galleries.bulk import index_into, open_or_create
+    from ccsclip.engine.galleries.store import GalleryStore
+
+    images = world.world / "gallery"
+    engine = Engine.load(world.bundle, intra_op_threads=1)
+    store = GalleryStore(engine, servers["store"])
+    gallery = open_or_create(store, "bulk", None, "hnsw", {"ef_search": 400})
+
+    def stop_after_first(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        index_into(engine, gallery, images, batch_size=5, progress=stop_after_first)
+    assert gallery.count() == 5
+    args = ["index", "--bundle", str(world.bundle), "--images", str(images), "--backend"]
+    args += ["hnsw", "--name", "bulk", "--store", str(servers["store"]), "--batch-size", "4"]
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ccsclip"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())  # rich wraps lines
+    assert "already there 5" in said and f"now {len(reference['ids'])} items" in said
+    for client in clients.values():
+        assert int(client.info("bulk")["count"]) == len(reference["ids"])
+        hits = client.search("bulk", text=QUERIES[1], k=5)["hits"]
+        expected = exact_top(reference, reference["texts"][QUERIES[1]], 5)
+        same_ranking([{**h, "id": Path(h["id"]).stem} for h in hits], expected)
+    resume_as_exact = [*args[:6], "exact", *args[7:]]
+    wrong = subprocess.run(
+        [str(Path(sys.executable).parent / "ccsclip"), *resume_as_exact],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert wrong.returncode == 2 and "exists with backend 'hnsw'" in " ".join(wrong.stderr.split())
+    clients["http"].drop("bulk")
 
 
 # --------------------------------------------------------------------------- durability

@@ -190,6 +190,10 @@ class GalleryBackend(abc.ABC):
     def count(self) -> int: ...
 
     @abc.abstractmethod
+    def contains(self, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` are in the gallery (a resumed bulk load skips them)."""
+
+    @abc.abstractmethod
     def search(
         self,
         query: np.ndarray,

@@ -85,6 +85,9 @@ class ExactBackend(GalleryBackend):
     def count(self) -> int:
         return len(self._ids)
 
+    def contains(self, ids: Sequence[str]) -> set[str]:
+        return {i for i in ids if i in self._row}
+
     def vectors(self) -> np.ndarray:
         """The live rows [N, E] (a view: do not keep it across writes)."""
         return self._vectors[: len(self._ids)]

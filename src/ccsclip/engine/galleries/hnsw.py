@@ -106,6 +106,9 @@ class HnswBackend(GalleryBackend):
     def count(self) -> int:
         return len(self._key)
 
+    def contains(self, ids: Sequence[str]) -> set[str]:
+        return {i for i in ids if i in self._key}
+
     def _graph(self, query: np.ndarray, count: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
         default = self._index.expansion_search
         self._index.expansion_search = max(ef, count)

@@ -281,6 +281,11 @@ class LocalGallery:
             self.sync()
             return self.backend.count()
 
+    def contains(self, ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            self.sync()
+            return self.backend.contains(ids)
+
     def info(self) -> dict[str, Any]:
         with self._lock:
             self.sync()

@@ -182,6 +182,10 @@ class MilvusGallery:
         after = self.count()
         return before - after, after
 
+    def contains(self, ids: Sequence[str]) -> set[str]:
+        rows = self.client.get(self.collection, ids=list(ids), output_fields=["id"])
+        return {str(row["id"]) for row in rows}
+
     def count(self) -> int:
         rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
