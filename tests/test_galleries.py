@@ -378,6 +378,49 @@ def test_bad_input_is_refused_with_the_field(client, items, reference, servers):
     client.drop(name)
 
 
+def test_a_gallery_of_another_profile_file_is_refused(client, servers, items):
+    """A gallery whose profile ONNX hash is not the served one's holds another space."""
+    import json
+    import shutil
+
+    name = fresh(client, "source", "exact")
+    client.upsert(name, items[:2])
+    tampered = f"tampered-{client.transport}"
+    target = servers["store"] / tampered
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(servers["store"] / name, target)
+    meta = json.loads((target / "gallery.json").read_text())
+    meta["name"], meta["profile"]["sha256"] = tampered, "0" * 64
+    (target / "gallery.json").write_text(json.dumps(meta))
+    for call in (lambda: client.search(tampered, text="a circle"), lambda: client.info(tampered)):
+        with pytest.raises(ApiError) as refused:
+            call()
+        assert refused.value.status == 400 and refused.value.body["field"] == "gallery"
+        assert "another file for profile" in refused.value.body["error"]
+    client.drop(name)
+    shutil.rmtree(target)
+
+
+def test_gallery_requests_are_counted_by_endpoint_and_profile(client, items):
+    name = fresh(client, "metrics", "exact")
+    client.upsert(name, items[:1])
+    for _ in range(3):
+        client.search(name, text="a circle", k=1)
+    text = client.metrics()
+    line = next(
+        (
+            row
+            for row in text.splitlines()
+            if row.startswith("ccsclip_requests_total")
+            and 'endpoint="galleries_search"' in row
+            and f'profile="{DEFAULT}"' in row
+        ),
+        None,
+    )
+    assert line is not None and float(line.split()[-1]) >= 1
+    client.drop(name)
+
+
 def test_retrieve_still_serves_indexed_galleries(clients):
     for client in clients.values():
         answer = client.retrieve("shapes", text="a red circle", k=3)

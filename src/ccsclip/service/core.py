@@ -255,6 +255,10 @@ class Core:
         if not isinstance(payload, dict) or endpoint in WITHOUT_PROFILE:
             return NO_PROFILE
         requested = payload.get("profile")
+        if endpoint.startswith("galleries_"):
+            from ccsclip.service.galleries import profile_label
+
+            return profile_label(self, payload) or NO_PROFILE
         if endpoint == "retrieve":
             gallery = self.galleries.get(str(payload.get("gallery")))
             if gallery is None:

@@ -51,6 +51,13 @@ def open_store(core: Core) -> GalleryStore:
     )
 
 
+def profile_label(core: Core, payload: dict[str, Any]) -> str | None:
+    """The profile a gallery request is served by, if its gallery is open here (metrics)."""
+    live = core.__dict__.get("live")  # never opens the store for a label
+    gallery = live.store.cached(str(payload.get("gallery"))) if live is not None else None
+    return None if gallery is None else gallery.meta.profile.name
+
+
 class GalleryService:
     """Handlers for the gallery endpoints over one Core (engine, limits, metrics)."""
 

@@ -43,7 +43,7 @@ from ccsclip.engine.galleries.base import Filter, GalleryBackend, Hit, Metadata,
 from ccsclip.engine.galleries.exact import ExactBackend
 from ccsclip.engine.galleries.hnsw import HnswBackend, HnswParams
 from ccsclip.engine.galleries.meta import LiveGalleryMeta
-from ccsclip.errors import IntegrityError, NotFoundError
+from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 from ccsclip.fileio import atomic_directory, sha256_file
 
 META = "gallery.json"
@@ -228,6 +228,8 @@ class LocalGallery:
             return self.backend.count()
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Metadata]) -> int:
+        if len(set(ids)) != len(ids) or len(ids) != len(vectors) or len(ids) != len(metadata):
+            raise InvalidInputError("items: ids must be unique, one vector and metadata each")
         record = wal.Record(0, "upsert", list(ids), [dict(m) for m in metadata], vectors)
         return self._write(record)
 

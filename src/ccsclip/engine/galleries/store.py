@@ -88,6 +88,10 @@ class GalleryStore:
             found |= set(self.milvus.records())
         return sorted(found)
 
+    def cached(self, name: str) -> Gallery | None:
+        """The gallery if this process has it open (no file access)."""
+        return self._open.get(name)
+
     def get(self, name: str, field: str = "gallery") -> Gallery:
         """The open gallery (opened on first use); NotFoundError if there is none by that name."""
         check_name(name, field)
