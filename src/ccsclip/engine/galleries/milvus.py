@@ -18,7 +18,6 @@ second process cannot open the same file (design §12), so multi-worker serving 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -85,7 +84,6 @@ class MilvusConnection:
             raise
         except Exception as exc:
             raise MilvusUnavailable(f"cannot use Milvus at {uri!r}: {exc}") from exc
-        self._lock = threading.Lock()
 
     def _ensure_registry(self) -> None:
         from pymilvus import DataType
