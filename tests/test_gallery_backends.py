@@ -89,6 +89,8 @@ def test_a_second_reader_follows_writes_and_compactions(tmp_path):
     assert writer.search(data[0], 1, None, None)[0].id != "i0"
     fresh = local.LocalGallery(tmp_path / "g", m)  # a restart: snapshot + log replay
     assert fresh.count() == 298 and fresh.seq == writer.seq
+    writer.compact()
+    assert local.LocalGallery(tmp_path / "g", m).last_write == writer.last_write  # kept
     assert sorted(p.name for p in (tmp_path / "g").glob("snap-*"))[0] != "snap-000001"  # pruned
 
 

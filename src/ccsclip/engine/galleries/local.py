@@ -93,11 +93,14 @@ def _sha256_tree(directory: Path) -> dict[str, str]:
     return {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.name != SNAPSHOT}
 
 
-def write_snapshot(directory: Path, backend: GalleryBackend, seq: int) -> None:
+def write_snapshot(
+    directory: Path, backend: GalleryBackend, seq: int, last_write: float | None = None
+) -> None:
     """The backend's files plus snapshot.json (seq, count, hashes), written atomically."""
     with atomic_directory(directory) as tmp:
         backend.save(tmp)
-        info = {"seq": seq, "count": backend.count(), "files": _sha256_tree(tmp)}
+        files = _sha256_tree(tmp)
+        info = {"seq": seq, "count": backend.count(), "last_write": last_write, "files": files}
         (tmp / SNAPSHOT).write_text(json.dumps(info), encoding="utf-8")
         for path in tmp.iterdir():
             with open(path, "rb") as handle:
@@ -106,8 +109,10 @@ def write_snapshot(directory: Path, backend: GalleryBackend, seq: int) -> None:
     fsync_dir(directory.parent)
 
 
-def load_snapshot(directory: Path, meta: LiveGalleryMeta, threads: int = 1) -> tuple[Any, int]:
-    """(backend, seq) from a snapshot, every file's sha256 checked first."""
+def load_snapshot(
+    directory: Path, meta: LiveGalleryMeta, threads: int = 1
+) -> tuple[Any, int, float | None]:
+    """(backend, seq, last write time) from a snapshot, every file's sha256 checked first."""
     info = json.loads((directory / SNAPSHOT).read_text(encoding="utf-8"))
     for name, digest in info["files"].items():
         path = directory / name
@@ -121,7 +126,7 @@ def load_snapshot(directory: Path, meta: LiveGalleryMeta, threads: int = 1) -> t
         raise IntegrityError(
             f"snapshot {directory}: {backend.count()} items, expected {info['count']}"
         )
-    return backend, int(info["seq"])
+    return backend, int(info["seq"]), info.get("last_write")
 
 
 class LocalGallery:
@@ -184,11 +189,12 @@ class LocalGallery:
 
     def _reload(self, current: dict[str, Any]) -> None:
         if current["snapshot"] is None:
-            backend, seq = new_backend(self.meta, self.threads), 0
+            backend, seq, last = new_backend(self.meta, self.threads), 0, None
         else:
-            backend, seq = load_snapshot(self.dir / current["snapshot"], self.meta, self.threads)
+            snapshot = self.dir / current["snapshot"]
+            backend, seq, last = load_snapshot(snapshot, self.meta, self.threads)
         self.backend.close()
-        self.backend, self.seq = backend, seq
+        self.backend, self.seq, self.last_write = backend, seq, last
         self.generation, self.wal, self.offset = (
             int(current["generation"]),
             self.dir / current["wal"],
@@ -249,7 +255,7 @@ class LocalGallery:
     def _compact(self) -> None:
         generation = self.generation + 1
         snapshot, log = f"snap-{generation:06d}", f"wal-{generation:06d}.log"
-        write_snapshot(self.dir / snapshot, self.backend, self.seq)
+        write_snapshot(self.dir / snapshot, self.backend, self.seq, self.last_write)
         wal.create_empty(self.dir / log)
         current = {
             "uid": self.meta.uid,
