@@ -87,7 +87,10 @@ class GalleryService:
             count=facts["count"],
             created_at=meta.created_at,
             last_write_at=facts["last_write_at"],
-            details={k: v for k, v in facts.items() if k not in ("count", "last_write_at")},
+            details={
+                **{k: v for k, v in facts.items() if k in ("seq", "generation") and v is not None},
+                **facts.get("details", {}),
+            },
         )
 
     def _check_profile(self, gallery: Gallery, profile: str | None) -> str:
