@@ -46,10 +46,13 @@ def meta(name: str, backend: str, params: dict | None = None) -> LiveGalleryMeta
     )
 
 
-def test_gallery_modules_do_not_import_the_engine():
+def test_gallery_modules_do_not_import_the_engine_or_torch():
     code = (
         "import sys, ccsclip.engine.gallery, ccsclip.engine.galleries.store; "
-        "assert 'ccsclip.engine.engine' not in sys.modules, 'import cycle'"
+        "assert 'ccsclip.engine.engine' not in sys.modules, 'import cycle'; "
+        "import ccsclip.service.galleries, ccsclip.service.galleries_grpc, "
+        "ccsclip.engine.galleries.bulk, ccsclip.engine.galleries.milvus; "
+        "assert 'torch' not in sys.modules and 'open_clip' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
