@@ -47,6 +47,7 @@ def meta(name: str, backend: str, params: dict | None = None) -> LiveGalleryMeta
 
 
 def test_gallery_modules_do_not_import_the_engine_or_torch():
+    """Also the import order: usearch loaded before onnxruntime segfaults (hnsw.py guards it)."""
     code = (
         "import sys, ccsclip.engine.gallery, ccsclip.engine.galleries.store; "
         "assert 'ccsclip.engine.engine' not in sys.modules, 'import cycle'; "

@@ -22,7 +22,12 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from usearch.index import Index
+
+try:  # onnxruntime must be loaded before usearch: the other order segfaults (ort 1.32, usearch
+    import onnxruntime  # noqa: F401  2.26.6, measured here); the service imports it anyway
+except ImportError:  # pragma: no cover - an environment without the ONNX runtime
+    pass
+from usearch.index import Index  # noqa: E402
 
 from ccsclip.engine.galleries.base import (
     Filter,
