@@ -65,6 +65,17 @@ class GalleryService:
         self.core = core
         self.store = store or open_store(core)
 
+    def warm(self) -> list[str]:
+        """Open every gallery now (snapshot load, log replay), not on its first request."""
+        opened = []
+        for name in self.store.names():
+            try:
+                self.store.get(name)
+                opened.append(name)
+            except CcsclipError as exc:
+                log.error("gallery %r is not served: %s", name, exc)
+        return opened
+
     def _gallery(self, name: str, field: str = "gallery") -> Gallery:
         try:
             return self.store.get(name, field)

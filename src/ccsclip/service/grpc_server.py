@@ -359,7 +359,7 @@ class GrpcServer:
             ],
         )
         self.server.add_generic_rpc_handlers((Servicer(self.core).handler(),))
-        log.info("live galleries: %s", self.core.live.store.names())  # a bad store fails here
+        log.info("live galleries: %s", self.core.live.warm())  # a bad store fails here
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server

@@ -118,7 +118,7 @@ class CCSClip:
         self.core.probes = _probe_runner(self.core)
         self.core.probes.start()
         set_core(self.core)
-        log.info("live galleries: %s", self.core.live.store.names())  # a bad store fails here
+        log.info("live galleries: %s", self.core.live.warm())  # a bad store fails here
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidationErrors())
         log.info("ccsclip serving %r", self.core.engine)
 
