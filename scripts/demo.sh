@@ -3,7 +3,8 @@
 #   1. generate the synthetic world's files (probes, bias probe, gallery, calibration images, pool)
 #   2. rank heads by CCS, write pruning profiles, evaluate accuracy and bias per arm (soft pruning)
 #   3. export the profiles into a verified ONNX bundle, index a retrieval gallery
-#   4. serve it over HTTP with `bentoml serve` (Ctrl-C stops; SERVE=0 skips this step)
+#   4. start the server in the background and grow a live gallery through the HTTP API
+#   5. serve it over HTTP with `bentoml serve` (Ctrl-C stops; SERVE=0 skips steps 4 and 5)
 set -euo pipefail
 WORK=${WORK:-runs/demo}
 PORT=${PORT:-3000}
@@ -11,10 +12,10 @@ MODEL=(--model ccsclip-organism --pretrained embedded)
 W="$WORK/world"
 mkdir -p "$WORK"
 
-echo "== 1/4 the synthetic concept world -> $W"
+echo "== 1/5 the synthetic concept world -> $W"
 ccsclip organism generate --out "$W" > "$WORK/world.json"
 
-echo "== 2/4 rank heads (CCS, tags judge, null of random heads), profiles, evaluation -> $WORK/rank"
+echo "== 2/5 rank heads (CCS, tags judge, null of random heads), profiles, evaluation -> $WORK/rank"
 PROBES=()
 for concept in shape colour size position pattern brightness; do
   PROBES+=(--probe "$W/accuracy-$concept")
@@ -25,7 +26,7 @@ ccsclip rank "${MODEL[@]}" --images "$W/calibration" --pool "$W/pool.txt" --laye
   --high 4 --moderate 3 --low 2 --null-samples 200 --out "$WORK/rank" \
   "${PROBES[@]}" --probe "$W/bias-shape-colour"
 
-echo "== 3/4 export the profiles to ONNX, verify the bundle, index the gallery -> $WORK/bundle"
+echo "== 3/5 export the profiles to ONNX, verify the bundle, index the gallery -> $WORK/bundle"
 P="$WORK/rank/profiles"
 ccsclip export "${MODEL[@]}" --out "$WORK/bundle" --default-profile baseline \
   --profile "$P/baseline.yaml" --profile "$P/high-ccs.yaml" --profile "$P/low-ccs.yaml" \
@@ -35,11 +36,22 @@ ccsclip index --bundle "$WORK/bundle" --profile baseline --images "$W/gallery" \
   --out "$WORK/galleries/gallery"
 
 if [ "${SERVE:-1}" = "0" ]; then
-  echo "== 4/4 skipped (SERVE=0)"
+  echo "== 4-5/5 skipped (SERVE=0)"
   exit 0
 fi
-echo "== 4/4 serving on http://127.0.0.1:$PORT (profiles: baseline, high-ccs, low-ccs, random-s0)"
 export CCSCLIP_BUNDLE="$WORK/bundle" CCSCLIP_GALLERIES="$WORK/galleries/gallery"
 export CCSCLIP_PROBES="$W/accuracy-shape,$W/accuracy-pattern,$W/bias-shape-colour"
+export CCSCLIP_GALLERY_ROOT="$WORK/live-galleries"
 export BENTOML_DO_NOT_TRACK=True
+
+echo "== 4/5 a gallery that grows: create it, upsert images, search, delete over HTTP"
+bentoml serve service:CCSClip --port "$PORT" > "$WORK/serve-gallery.log" 2>&1 &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null || true' EXIT
+python "$(dirname "$0")/demo_gallery.py" --url "http://127.0.0.1:$PORT" --images "$W/gallery"
+kill "$SERVER" && wait "$SERVER" || true
+trap - EXIT
+
+echo "== 5/5 serving on http://127.0.0.1:$PORT (profiles: baseline, high-ccs, low-ccs, random-s0;"
+echo "       the live gallery 'live' in $CCSCLIP_GALLERY_ROOT)"
 exec bentoml serve service:CCSClip --port "$PORT"

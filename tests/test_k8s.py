@@ -543,6 +543,52 @@ def test_pvc_component_mounts_the_claim(kubectl, k8s_validate, tree, tmp_path: P
         k8s_validate.validate(doc, k8s_validate.latest_version(), strict=True)
 
 
+def _with_components(kubectl: str, tree: str, tmp_path: Path, *names: str) -> list[dict[str, Any]]:
+    components = [os.path.relpath(PVC_COMPONENT.parent / n, tmp_path) for n in names]
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(OVERLAYS[tree], tmp_path)],
+                "components": components,
+            }
+        )
+    )
+    return kustomize_build(kubectl, tmp_path)
+
+
+@pytest.mark.parametrize("tree", sorted(OVERLAYS))
+def test_galleries_persist_on_a_claim_or_in_milvus(kubectl, k8s_validate, tree, tmp_path: Path):
+    """Embedded galleries: a read-write claim at CCSCLIP_GALLERY_ROOT in both containers.
+    Milvus: the URI in the ConfigMap and the token from a Secret, no volume."""
+    docs = _with_components(kubectl, tree, tmp_path, "galleries-pvc")
+    (claim,) = by_kind(docs, "PersistentVolumeClaim")
+    root = config_data(docs)["CCSCLIP_GALLERY_ROOT"]
+    for deployment in by_kind(docs, "Deployment"):
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        for container in containers(deployment).values():
+            mount = _covered_by(root, container["volumeMounts"])
+            assert mount and not mount.get("readOnly")
+            assert volumes[mount["name"]]["persistentVolumeClaim"] == {
+                "claimName": claim["metadata"]["name"]
+            }
+        k8s_validate.validate(deployment, k8s_validate.latest_version(), strict=True)
+    k8s_validate.validate(claim, k8s_validate.latest_version(), strict=True)
+
+    (tmp_path / "milvus").mkdir()
+    docs = _with_components(kubectl, tree, tmp_path / "milvus", "galleries-milvus")
+    assert not by_kind(docs, "PersistentVolumeClaim")
+    assert config_data(docs)["CCSCLIP_MILVUS_URI"].startswith("http")
+    for deployment in by_kind(docs, "Deployment"):
+        for container in containers(deployment).values():
+            env = {e["name"]: e for e in container["env"]}
+            assert PROFILE_ENV in env  # merged into, not replacing, the variant's env
+            token = env["CCSCLIP_MILVUS_TOKEN"]["valueFrom"]["secretKeyRef"]
+            assert token == {"name": "ccsclip-milvus", "key": "token"}
+        k8s_validate.validate(deployment, k8s_validate.latest_version(), strict=True)
+
+
 # --- the Grafana dashboard -----------------------------------------------------------------
 
 

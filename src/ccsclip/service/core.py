@@ -17,6 +17,7 @@ why:
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,11 @@ log = logging.getLogger(__name__)
 
 PROFILE_HEADER = "x-ccsclip-profile"
 ENDPOINTS = ("zero_shot", "retrieve", "embed_images", "embed_texts", "profiles", "probes")
+GALLERY_ENDPOINTS = ("create", "upsert", "delete", "drop", "info", "list", "search")
+# Requests without a `profile` field: the profile header is not written into them.
+WITHOUT_PROFILE = frozenset(
+    {"profiles", "probes", "galleries_delete", "galleries_drop", "galleries_info", "galleries_list"}
+)
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 NO_PROFILE = "none"  # metrics label when no served profile is involved (bounded cardinality)
 Kind = Literal["invalid", "not_found", "too_large"]
@@ -224,6 +230,13 @@ class Core:
                 log.error("gallery %s is not served: %s", directory, exc)
         return cls(engine, settings, galleries, metrics)
 
+    @functools.cached_property
+    def live(self) -> Any:
+        """The gallery API (service/galleries.py), opened on first use."""
+        from ccsclip.service.galleries import GalleryService
+
+        return GalleryService(self)
+
     # ------------------------------------------------------------------ helpers
 
     def profile(self, name: str | None, field: str = "profile") -> str:
@@ -239,9 +252,13 @@ class Core:
         if isinstance(payload, list):
             names = {self.profile_label(endpoint, item) for item in payload}
             return names.pop() if len(names) == 1 else ("mixed" if names else NO_PROFILE)
-        if not isinstance(payload, dict) or endpoint in ("profiles", "probes"):
+        if not isinstance(payload, dict) or endpoint in WITHOUT_PROFILE:
             return NO_PROFILE
         requested = payload.get("profile")
+        if endpoint.startswith("galleries_"):
+            from ccsclip.service.galleries import profile_label
+
+            return profile_label(self, payload) or NO_PROFILE
         if endpoint == "retrieve":
             gallery = self.galleries.get(str(payload.get("gallery")))
             if gallery is None:

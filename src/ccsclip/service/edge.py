@@ -26,8 +26,10 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
 from ccsclip.service.core import (
+    GALLERY_ENDPOINTS,
     NO_PROFILE,
     PROFILE_HEADER,
+    WITHOUT_PROFILE,
     Core,
     ServiceError,
     apply_header_profile,
@@ -48,6 +50,7 @@ ROUTES: dict[str, str] = {
     "/v1/embed_texts": "embed_texts",
     "/v1/profiles": "profiles",
     "/v1/probes": "probes",
+    **{f"/v1/galleries/{name}": f"galleries_{name}" for name in GALLERY_ENDPOINTS},
 }
 IMAGE_FIELDS = {"images", "image"}
 LIST_FIELDS = {"images", "labels", "templates", "texts"}
@@ -203,7 +206,7 @@ async def _prepare(endpoint: str, scope: Scope, body: bytes) -> tuple[Any, bytes
                 payload = json.loads(body or b"{}")
         except (ValueError, RecursionError):  # BentoML reports it (json_invalid), rewritten below
             return _UNPARSED, body, False
-    if header_profile and endpoint not in ("profiles", "probes"):
+    if header_profile and endpoint not in WITHOUT_PROFILE:
         updated = apply_header_profile(payload, header_profile)
         rewritten = rewritten or updated is not payload
         payload = updated

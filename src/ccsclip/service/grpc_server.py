@@ -34,12 +34,14 @@ from ccsclip.service import schemas as s
 from ccsclip.service.core import (
     NO_PROFILE,
     PROFILE_HEADER,
+    WITHOUT_PROFILE,
     Core,
     ServiceError,
     apply_header_profile,
     validate,
 )
 from ccsclip.service.gate import GateInterceptor, start_metrics_server
+from ccsclip.service.galleries_grpc import gallery_methods
 from ccsclip.service.metrics import get_metrics
 from ccsclip.service.probes import ProbeRunner
 from ccsclip.service.settings import ServiceSettings, get_settings
@@ -267,6 +269,7 @@ class Servicer:
                 lambda _: core.probe_results(),
                 probes_out,
             ),
+            **gallery_methods(core),
         }
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -295,7 +298,7 @@ class Servicer:
                     raise request.error
                 header = dict(context.invocation_metadata()).get(PROFILE_HEADER)
                 payload = to_dict(request)
-                if endpoint not in ("profiles", "probes"):
+                if endpoint not in WITHOUT_PROFILE:
                     payload = apply_header_profile(payload, header)
                 label = self.core.profile_label(endpoint, payload)
                 model = payload if schema is None else validate(schema, payload)
@@ -371,6 +374,7 @@ class GrpcServer:
             ],
         )
         self.server.add_generic_rpc_handlers((servicer.handler(),))
+        log.info("live galleries: %s", self.core.live.warm())  # a bad store fails here
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server

@@ -30,6 +30,19 @@ from ccsclip.errors import CcsclipError
 from ccsclip.service.core import Core, ServiceError
 from ccsclip.service.edge import EdgeMiddleware, set_core
 from ccsclip.service.gate import GateMiddleware, observe_http_refusal
+from ccsclip.service.gallery_schemas import (
+    GalleryCreateRequest,
+    GalleryDeleteRequest,
+    GalleryDropResponse,
+    GalleryInfo,
+    GalleryListRequest,
+    GalleryListResponse,
+    GalleryNameRequest,
+    GallerySearchRequest,
+    GallerySearchResponse,
+    GalleryUpsertRequest,
+    GalleryWriteResponse,
+)
 from ccsclip.service.metrics import get_metrics
 from ccsclip.service.probes import RESULTS_FILE, ProbeRunner
 from ccsclip.service.schemas import (
@@ -108,6 +121,7 @@ class CCSClip:
         self.core.probes = _probe_runner(self.core)
         self.core.probes.start()
         set_core(self.core)
+        log.info("live galleries: %s", self.core.live.warm())  # a bad store fails here
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidationErrors())
         log.info("ccsclip serving %r", self.core.engine)
 
@@ -151,6 +165,43 @@ class CCSClip:
     def probes(self, request: EmptyRequest, /) -> ProbesResponse:
         """The latest background probe results (accuracy, MaxSkew@k) per profile and probe."""
         return _answer(lambda _: self.core.probe_results(), request)
+
+    # galleries that grow (service/galleries.py); write routes are guarded by access control
+
+    @bentoml.api(route="/v1/galleries/create")
+    def galleries_create(self, request: GalleryCreateRequest, /) -> GalleryInfo:
+        """Create a gallery bound to a profile, with a backend (exact, hnsw, milvus)."""
+        return _answer(self.core.live.create, request)
+
+    @bentoml.api(route="/v1/galleries/upsert")
+    def galleries_upsert(self, request: GalleryUpsertRequest, /) -> GalleryWriteResponse:
+        """Add or replace items (image, id, flat metadata); durable when answered."""
+        return _answer(self.core.live.upsert, request)
+
+    @bentoml.api(route="/v1/galleries/delete")
+    def galleries_delete(self, request: GalleryDeleteRequest, /) -> GalleryWriteResponse:
+        """Remove items by id (unknown ids are ignored)."""
+        return _answer(self.core.live.delete, request)
+
+    @bentoml.api(route="/v1/galleries/drop")
+    def galleries_drop(self, request: GalleryNameRequest, /) -> GalleryDropResponse:
+        """Delete a gallery and all its items."""
+        return _answer(self.core.live.drop, request)
+
+    @bentoml.api(route="/v1/galleries/info")
+    def galleries_info(self, request: GalleryNameRequest, /) -> GalleryInfo:
+        """Count, profile, backend and last write of a gallery."""
+        return _answer(self.core.live.info, request)
+
+    @bentoml.api(route="/v1/galleries/list")
+    def galleries_list(self, request: GalleryListRequest, /) -> GalleryListResponse:
+        """Every gallery of the store, with its info."""
+        return _answer(self.core.live.list, request)
+
+    @bentoml.api(route="/v1/galleries/search")
+    def galleries_search(self, request: GallerySearchRequest, /) -> GallerySearchResponse:
+        """Nearest items to a text or image, with k, an optional filter and search effort."""
+        return _answer(self.core.live.search, request)
 
 
 def _cache_root_schemas(api: Any) -> None:

@@ -85,6 +85,15 @@ class ServiceSettings(BaseSettings):
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     grpc_health_port: int = Field(0, ge=0, le=65535)  # plaintext health-only port; 0: none
+    # Galleries that grow (engine/galleries): exact/hnsw ones live under gallery_root (a PVC in
+    # Kubernetes); milvus ones in the Milvus server at milvus_uri (token from a Secret).
+    gallery_root: Path | None = None
+    milvus_uri: str | None = None
+    milvus_token: SecretStr | None = None
+    milvus_db: str | None = None
+    gallery_max_ef: int = Field(1024, ge=1)  # per-request search effort cap
+    gallery_max_ids: int = Field(1000, ge=1)  # ids per delete request
+    gallery_compact_bytes: int = Field(64 * 1024 * 1024, ge=1024)  # snapshot when the log passes
 
     _split = field_validator("galleries", "probes", mode="before")(_comma_list)
 

@@ -1,3 +1,4 @@
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -247,3 +248,151 @@ class GetProbeResultsResponse(_message.Message):
     interval_s: float
     runs: int
     def __init__(self, results: _Optional[_Iterable[_Union[ProbeResult, _Mapping]]] = ..., interval_s: _Optional[float] = ..., runs: _Optional[int] = ...) -> None: ...
+
+class CreateGalleryRequest(_message.Message):
+    __slots__ = ("gallery", "profile", "backend", "params")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    profile: str
+    backend: str
+    params: _struct_pb2.Struct
+    def __init__(self, gallery: _Optional[str] = ..., profile: _Optional[str] = ..., backend: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class GalleryItem(_message.Message):
+    __slots__ = ("id", "image", "metadata")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    image: bytes
+    metadata: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., image: _Optional[bytes] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class UpsertItemsRequest(_message.Message):
+    __slots__ = ("gallery", "items", "profile")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    items: _containers.RepeatedCompositeFieldContainer[GalleryItem]
+    profile: str
+    def __init__(self, gallery: _Optional[str] = ..., items: _Optional[_Iterable[_Union[GalleryItem, _Mapping]]] = ..., profile: _Optional[str] = ...) -> None: ...
+
+class DeleteItemsRequest(_message.Message):
+    __slots__ = ("gallery", "ids")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, gallery: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GalleryWriteResponse(_message.Message):
+    __slots__ = ("gallery", "changed", "count")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    changed: int
+    count: int
+    def __init__(self, gallery: _Optional[str] = ..., changed: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class DropGalleryRequest(_message.Message):
+    __slots__ = ("gallery",)
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    def __init__(self, gallery: _Optional[str] = ...) -> None: ...
+
+class DropGalleryResponse(_message.Message):
+    __slots__ = ("gallery", "dropped")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    dropped: bool
+    def __init__(self, gallery: _Optional[str] = ..., dropped: _Optional[bool] = ...) -> None: ...
+
+class GalleryInfoRequest(_message.Message):
+    __slots__ = ("gallery",)
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    def __init__(self, gallery: _Optional[str] = ...) -> None: ...
+
+class GalleryInfoResponse(_message.Message):
+    __slots__ = ("gallery", "backend", "profile", "profile_sha256", "model", "params", "count", "created_at", "last_write_at", "details")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_WRITE_AT_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    backend: str
+    profile: str
+    profile_sha256: str
+    model: ModelRef
+    params: _struct_pb2.Struct
+    count: int
+    created_at: float
+    last_write_at: float
+    details: _struct_pb2.Struct
+    def __init__(self, gallery: _Optional[str] = ..., backend: _Optional[str] = ..., profile: _Optional[str] = ..., profile_sha256: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., count: _Optional[int] = ..., created_at: _Optional[float] = ..., last_write_at: _Optional[float] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ListGalleriesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListGalleriesResponse(_message.Message):
+    __slots__ = ("galleries",)
+    GALLERIES_FIELD_NUMBER: _ClassVar[int]
+    galleries: _containers.RepeatedCompositeFieldContainer[GalleryInfoResponse]
+    def __init__(self, galleries: _Optional[_Iterable[_Union[GalleryInfoResponse, _Mapping]]] = ...) -> None: ...
+
+class SearchGalleryRequest(_message.Message):
+    __slots__ = ("gallery", "text", "image", "k", "filter", "ef", "profile")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    EF_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    text: str
+    image: bytes
+    k: int
+    filter: _struct_pb2.Struct
+    ef: int
+    profile: str
+    def __init__(self, gallery: _Optional[str] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ef: _Optional[int] = ..., profile: _Optional[str] = ...) -> None: ...
+
+class SearchGalleryHit(_message.Message):
+    __slots__ = ("id", "score", "metadata")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    score: float
+    metadata: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class SearchGalleryResponse(_message.Message):
+    __slots__ = ("gallery", "backend", "profile", "model", "query", "hits")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    backend: str
+    profile: str
+    model: ModelRef
+    query: str
+    hits: _containers.RepeatedCompositeFieldContainer[SearchGalleryHit]
+    def __init__(self, gallery: _Optional[str] = ..., backend: _Optional[str] = ..., profile: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., query: _Optional[str] = ..., hits: _Optional[_Iterable[_Union[SearchGalleryHit, _Mapping]]] = ...) -> None: ...

@@ -64,6 +64,41 @@ class CCSClipStub:
                 request_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.GetProbeResultsRequest.SerializeToString,
                 response_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.GetProbeResultsResponse.FromString,
                 _registered_method=True)
+        self.CreateGallery = channel.unary_unary(
+                '/ccsclip.v1.CCSClip/CreateGallery',
+                request_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.CreateGalleryRequest.SerializeToString,
+                response_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.GalleryInfoResponse.FromString,
+                _registered_method=True)
+        self.UpsertItems = channel.unary_unary(
+                '/ccsclip.v1.CCSClip/UpsertItems',
+                request_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.UpsertItemsRequest.SerializeToString,
+                response_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.GalleryWriteResponse.FromString,
+                _registered_method=True)
+        self.DeleteItems = channel.unary_unary(
+                '/ccsclip.v1.CCSClip/DeleteItems',
+                request_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.DeleteItemsRequest.SerializeToString,
+                response_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.GalleryWriteResponse.FromString,
+                _registered_method=True)
+        self.DropGallery = channel.unary_unary(
+                '/ccsclip.v1.CCSClip/DropGallery',
+                request_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.DropGalleryRequest.SerializeToString,
+                response_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.DropGalleryResponse.FromString,
+                _registered_method=True)
+        self.GalleryInfo = channel.unary_unary(
+                '/ccsclip.v1.CCSClip/GalleryInfo',
+                request_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.GalleryInfoRequest.SerializeToString,
+                response_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.GalleryInfoResponse.FromString,
+                _registered_method=True)
+        self.ListGalleries = channel.unary_unary(
+                '/ccsclip.v1.CCSClip/ListGalleries',
+                request_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.ListGalleriesRequest.SerializeToString,
+                response_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.ListGalleriesResponse.FromString,
+                _registered_method=True)
+        self.SearchGallery = channel.unary_unary(
+                '/ccsclip.v1.CCSClip/SearchGallery',
+                request_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.SearchGalleryRequest.SerializeToString,
+                response_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.SearchGalleryResponse.FromString,
+                _registered_method=True)
 
 
 class CCSClipServicer:
@@ -111,6 +146,50 @@ class CCSClipServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateGallery(self, request, context):
+        """Galleries that grow (the same operations as HTTP /v1/galleries/*). Writes are durable when
+        answered and seen by every later search on any server process.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertItems(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteItems(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropGallery(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GalleryInfo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGalleries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchGallery(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CCSClipServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +222,41 @@ def add_CCSClipServicer_to_server(servicer, server):
                     servicer.GetProbeResults,
                     request_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.GetProbeResultsRequest.FromString,
                     response_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.GetProbeResultsResponse.SerializeToString,
+            ),
+            'CreateGallery': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateGallery,
+                    request_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.CreateGalleryRequest.FromString,
+                    response_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.GalleryInfoResponse.SerializeToString,
+            ),
+            'UpsertItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertItems,
+                    request_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.UpsertItemsRequest.FromString,
+                    response_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.GalleryWriteResponse.SerializeToString,
+            ),
+            'DeleteItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteItems,
+                    request_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.DeleteItemsRequest.FromString,
+                    response_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.GalleryWriteResponse.SerializeToString,
+            ),
+            'DropGallery': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropGallery,
+                    request_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.DropGalleryRequest.FromString,
+                    response_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.DropGalleryResponse.SerializeToString,
+            ),
+            'GalleryInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GalleryInfo,
+                    request_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.GalleryInfoRequest.FromString,
+                    response_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.GalleryInfoResponse.SerializeToString,
+            ),
+            'ListGalleries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGalleries,
+                    request_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.ListGalleriesRequest.FromString,
+                    response_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.ListGalleriesResponse.SerializeToString,
+            ),
+            'SearchGallery': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchGallery,
+                    request_deserializer=ccsclip_dot_v1_dot_ccsclip__pb2.SearchGalleryRequest.FromString,
+                    response_serializer=ccsclip_dot_v1_dot_ccsclip__pb2.SearchGalleryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +421,195 @@ class CCSClip:
             '/ccsclip.v1.CCSClip/GetProbeResults',
             ccsclip_dot_v1_dot_ccsclip__pb2.GetProbeResultsRequest.SerializeToString,
             ccsclip_dot_v1_dot_ccsclip__pb2.GetProbeResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateGallery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccsclip.v1.CCSClip/CreateGallery',
+            ccsclip_dot_v1_dot_ccsclip__pb2.CreateGalleryRequest.SerializeToString,
+            ccsclip_dot_v1_dot_ccsclip__pb2.GalleryInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccsclip.v1.CCSClip/UpsertItems',
+            ccsclip_dot_v1_dot_ccsclip__pb2.UpsertItemsRequest.SerializeToString,
+            ccsclip_dot_v1_dot_ccsclip__pb2.GalleryWriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccsclip.v1.CCSClip/DeleteItems',
+            ccsclip_dot_v1_dot_ccsclip__pb2.DeleteItemsRequest.SerializeToString,
+            ccsclip_dot_v1_dot_ccsclip__pb2.GalleryWriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropGallery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccsclip.v1.CCSClip/DropGallery',
+            ccsclip_dot_v1_dot_ccsclip__pb2.DropGalleryRequest.SerializeToString,
+            ccsclip_dot_v1_dot_ccsclip__pb2.DropGalleryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GalleryInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccsclip.v1.CCSClip/GalleryInfo',
+            ccsclip_dot_v1_dot_ccsclip__pb2.GalleryInfoRequest.SerializeToString,
+            ccsclip_dot_v1_dot_ccsclip__pb2.GalleryInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGalleries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccsclip.v1.CCSClip/ListGalleries',
+            ccsclip_dot_v1_dot_ccsclip__pb2.ListGalleriesRequest.SerializeToString,
+            ccsclip_dot_v1_dot_ccsclip__pb2.ListGalleriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchGallery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccsclip.v1.CCSClip/SearchGallery',
+            ccsclip_dot_v1_dot_ccsclip__pb2.SearchGalleryRequest.SerializeToString,
+            ccsclip_dot_v1_dot_ccsclip__pb2.SearchGalleryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,329 @@
+"""An embedded gallery on disk (exact or hnsw): snapshot + write-ahead log, shared by processes.
+
+Layout of `<root>/<name>/`:
+
+    gallery.json        LiveGalleryMeta (backend, params, model/profile binding)
+    CURRENT             {"uid", "generation", "snapshot" (or null), "seq", "wal"}
+    lock                flock(2) target: one writer at a time across processes
+    snap-000003/        snapshot.json (seq, count, sha256 of each file) + the backend's files
+    wal-000003.log      writes after that snapshot (wal.py)
+
+Durability: a write is appended to the log and fsynced before it is applied and acknowledged,
+under the gallery lock; on open, the snapshot is loaded and the log replayed. Compaction (when
+the log passes `compact_bytes`) writes the next snapshot into a temporary directory, renames it
+into place, creates an empty log, and only then swaps CURRENT (write, fsync, rename, fsync the
+directory): a crash at any point leaves the previous generation intact, and a half-written
+snapshot is never named in CURRENT, so never served.
+
+Consistency across processes (every HTTP worker and the gRPC server open the same folder): before
+each search and each write, a process re-reads CURRENT (a few hundred bytes) and applies the log
+records it has not seen. So a write acknowledged by any process is seen by every later search in
+every process: the visibility bound is zero after the acknowledgement, at the cost of one small
+file read and one log read per request. A process that finds a newer generation finishes the log
+it was reading (the old log is frozen and kept one generation) and continues with the new one;
+if it fell further behind it reloads the snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ccsclip.engine.galleries import wal
+from ccsclip.engine.galleries.base import Filter, GalleryBackend, Hit, Metadata, SearchParams
+from ccsclip.engine.galleries.exact import ExactBackend
+from ccsclip.engine.galleries.hnsw import HnswBackend, HnswParams
+from ccsclip.engine.galleries.meta import LiveGalleryMeta
+from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
+from ccsclip.fileio import atomic_directory, sha256_file
+
+META = "gallery.json"
+CURRENT = "CURRENT"
+LOCK = "lock"
+SNAPSHOT = "snapshot.json"
+DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_json(path: Path, data: Any) -> None:
+    """Write JSON to a temp file, fsync, rename over `path`, fsync the directory."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock(2) on `path` (created if missing), across processes."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def new_backend(meta: LiveGalleryMeta, threads: int = 1) -> GalleryBackend:
+    if meta.backend == "exact":
+        return ExactBackend(meta.embed_dim)
+    return HnswBackend(meta.embed_dim, HnswParams(**meta.params), threads)
+
+
+def _sha256_tree(directory: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.name != SNAPSHOT}
+
+
+def write_snapshot(
+    directory: Path, backend: GalleryBackend, seq: int, last_write: float | None = None
+) -> None:
+    """The backend's files plus snapshot.json (seq, count, hashes), written atomically."""
+    with atomic_directory(directory) as tmp:
+        backend.save(tmp)
+        files = _sha256_tree(tmp)
+        info = {"seq": seq, "count": backend.count(), "last_write": last_write, "files": files}
+        (tmp / SNAPSHOT).write_text(json.dumps(info), encoding="utf-8")
+        for path in tmp.iterdir():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        fsync_dir(tmp)
+    fsync_dir(directory.parent)
+
+
+def load_snapshot(
+    directory: Path, meta: LiveGalleryMeta, threads: int = 1
+) -> tuple[Any, int, float | None]:
+    """(backend, seq, last write time) from a snapshot, every file's sha256 checked first."""
+    info = json.loads((directory / SNAPSHOT).read_text(encoding="utf-8"))
+    for name, digest in info["files"].items():
+        path = directory / name
+        if name != Path(name).name or not path.is_file() or sha256_file(path) != digest:
+            raise IntegrityError(f"snapshot {directory}: {name} is missing or altered")
+    if meta.backend == "exact":
+        backend: GalleryBackend = ExactBackend.load(directory, meta.embed_dim)
+    else:
+        backend = HnswBackend.load(directory, meta.embed_dim, HnswParams(**meta.params), threads)
+    if backend.count() != info["count"]:
+        raise IntegrityError(
+            f"snapshot {directory}: {backend.count()} items, expected {info['count']}"
+        )
+    return backend, int(info["seq"]), info.get("last_write")
+
+
+class LocalGallery:
+    """One embedded gallery as seen by one process (thread-safe; see the module doc)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        meta: LiveGalleryMeta,
+        threads: int = 1,
+        compact_bytes: int = DEFAULT_COMPACT_BYTES,
+    ) -> None:
+        self.dir = directory
+        self.meta = meta
+        self.threads = threads
+        self.compact_bytes = compact_bytes
+        self._lock = threading.RLock()
+        self.backend: GalleryBackend = new_backend(meta, threads)
+        self.generation = -1
+        self.seq = 0
+        self.wal: Path | None = None
+        self.offset = 0
+        self.last_write: float | None = None
+        with self._lock:
+            self.sync()
+
+    # ------------------------------------------------------------------ reading the files
+
+    def _current(self) -> dict[str, Any]:
+        try:
+            current = json.loads((self.dir / CURRENT).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            current = None
+        if current is None or current.get("uid") != self.meta.uid:
+            raise NotFoundError(f"gallery {self.meta.name!r} was dropped")
+        return current
+
+    def sync(self) -> None:
+        """Catch up with the files: new log records, a newer generation (caller holds _lock)."""
+        for attempt in range(3):
+            try:
+                self._sync_once(self._current())
+                return
+            except FileNotFoundError:  # a compaction removed what we were about to read
+                if attempt == 2:
+                    raise
+
+    def _sync_once(self, current: dict[str, Any]) -> None:
+        generation = int(current["generation"])
+        if generation == self.generation:
+            self._tail()
+            return
+        if generation == self.generation + 1 and self.wal is not None and self.wal.exists():
+            self._tail()  # the old log is frozen: finish it, then continue with the new one
+            if self.seq == int(current["seq"]):
+                self.generation, self.wal, self.offset = generation, self.dir / current["wal"], 0
+                self._tail()
+                return
+        self._reload(current)
+
+    def _reload(self, current: dict[str, Any]) -> None:
+        if current["snapshot"] is None:
+            backend, seq, last = new_backend(self.meta, self.threads), 0, None
+        else:
+            snapshot = self.dir / current["snapshot"]
+            backend, seq, last = load_snapshot(snapshot, self.meta, self.threads)
+        self.backend.close()
+        self.backend, self.seq, self.last_write = backend, seq, last
+        self.generation, self.wal, self.offset = (
+            int(current["generation"]),
+            self.dir / current["wal"],
+            0,
+        )
+        self._tail()
+
+    def _tail(self) -> None:
+        assert self.wal is not None
+        for record, end in wal.read(self.wal, self.offset, self.meta.embed_dim):
+            if record.seq > self.seq:
+                self._apply(record)
+            self.offset = end
+
+    def _apply(self, record: wal.Record) -> None:
+        if record.op == "upsert":
+            self.backend.upsert(record.ids, record.vectors, record.metadata)  # type: ignore[arg-type]
+        else:
+            self.backend.delete(record.ids)
+        self.seq = record.seq
+        self.last_write = record.time
+
+    # ------------------------------------------------------------------ writes
+
+    def _write(self, record: wal.Record) -> int:
+        """Log (fsync), apply, maybe compact; returns the count after the write."""
+        with self._lock, file_lock(self.dir / LOCK):
+            self.sync()
+            assert self.wal is not None
+            if self.wal.exists() and self.wal.stat().st_size != self.offset:
+                wal.truncate(self.wal, self.meta.embed_dim)  # a torn tail from a crash
+            record.seq, record.time = self.seq + 1, time.time()
+            self.offset = wal.append(self.wal, record)
+            self._apply(record)
+            if self.offset >= self.compact_bytes:
+                self._compact()
+            return self.backend.count()
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Metadata]) -> int:
+        if len(set(ids)) != len(ids) or len(ids) != len(vectors) or len(ids) != len(metadata):
+            raise InvalidInputError("items: ids must be unique, one vector and metadata each")
+        record = wal.Record(0, "upsert", list(ids), [dict(m) for m in metadata], vectors)
+        return self._write(record)
+
+    def delete(self, ids: Sequence[str]) -> tuple[int, int]:
+        """(removed, count after)."""
+        with self._lock:
+            before = self.backend.count()
+            after = self._write(wal.Record(0, "delete", list(ids)))
+            return before - after, after
+
+    def compact(self) -> None:
+        """Write a snapshot now and start a new log (also done when the log grows large)."""
+        with self._lock, file_lock(self.dir / LOCK):
+            self.sync()
+            self._compact()
+
+    def _compact(self) -> None:
+        generation = self.generation + 1
+        snapshot, log = f"snap-{generation:06d}", f"wal-{generation:06d}.log"
+        write_snapshot(self.dir / snapshot, self.backend, self.seq, self.last_write)
+        wal.create_empty(self.dir / log)
+        current = {
+            "uid": self.meta.uid,
+            "generation": generation,
+            "snapshot": snapshot,
+            "seq": self.seq,
+            "wal": log,
+        }
+        durable_json(self.dir / CURRENT, current)
+        self.generation, self.wal, self.offset = generation, self.dir / log, 0
+        for old in (f"snap-{generation - 2:06d}", f"wal-{generation - 2:06d}.log"):
+            path = self.dir / old
+            if path.is_dir():
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink()
+
+    # ------------------------------------------------------------------ reads
+
+    def search(
+        self, query: np.ndarray, k: int, spec: Filter | None, params: SearchParams | None
+    ) -> list[Hit]:
+        with self._lock:
+            self.sync()
+            return self.backend.search(query, k, spec, params)
+
+    def count(self) -> int:
+        with self._lock:
+            self.sync()
+            return self.backend.count()
+
+    def contains(self, ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            self.sync()
+            return self.backend.contains(ids)
+
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            self.sync()
+            return {
+                "count": self.backend.count(),
+                "last_write_at": self.last_write,
+                "seq": self.seq,
+                "generation": self.generation,
+                "details": self.backend.info(),
+            }
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def create_local(root: Path, meta: LiveGalleryMeta) -> Path:
+    """A new gallery folder (gallery.json, empty log, CURRENT), renamed into place at once."""
+    target = root / meta.name
+    with atomic_directory(target) as tmp:
+        (tmp / META).write_text(json.dumps(meta.dump(), indent=2) + "\n", encoding="utf-8")
+        wal.create_empty(tmp / "wal-000000.log")
+        current = {
+            "uid": meta.uid,
+            "generation": 0,
+            "snapshot": None,
+            "seq": 0,
+            "wal": "wal-000000.log",
+        }
+        durable_json(tmp / CURRENT, current)
+        (tmp / LOCK).touch()
+        fsync_dir(tmp)
+    fsync_dir(root)
+    return target
