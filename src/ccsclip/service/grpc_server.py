@@ -40,8 +40,8 @@ from ccsclip.service.core import (
     apply_header_profile,
     validate,
 )
-from ccsclip.service.gate import GateInterceptor, start_metrics_server
 from ccsclip.service.galleries_grpc import gallery_methods
+from ccsclip.service.gate import GateInterceptor, start_metrics_server
 from ccsclip.service.metrics import get_metrics
 from ccsclip.service.probes import ProbeRunner
 from ccsclip.service.settings import ServiceSettings, get_settings

@@ -29,7 +29,6 @@ from starlette.responses import JSONResponse
 from ccsclip.errors import CcsclipError
 from ccsclip.service.core import Core, ServiceError
 from ccsclip.service.edge import EdgeMiddleware, set_core
-from ccsclip.service.gate import GateMiddleware, observe_http_refusal
 from ccsclip.service.gallery_schemas import (
     GalleryCreateRequest,
     GalleryDeleteRequest,
@@ -43,6 +42,7 @@ from ccsclip.service.gallery_schemas import (
     GalleryUpsertRequest,
     GalleryWriteResponse,
 )
+from ccsclip.service.gate import GateMiddleware, observe_http_refusal
 from ccsclip.service.metrics import get_metrics
 from ccsclip.service.probes import RESULTS_FILE, ProbeRunner
 from ccsclip.service.schemas import (
