@@ -58,6 +58,7 @@ def setup(tmp_path_factory):
         "CCSCLIP_HTTP_MAX_CONCURRENCY": "1",
         "CCSCLIP_GRPC_MAX_CONCURRENCY": "1",
         "CCSCLIP_GRPC_WORKERS": "4",
+        "CCSCLIP_GALLERY_ROOT": str(root / "galleries"),  # live galleries: real write calls
     }
     http_port, grpc_port, metrics_port, health_port = (free_port() for _ in range(4))
     http = Server(
@@ -277,6 +278,46 @@ def test_grpc_keys(setup):
     reply = httpx.get(url, verify=context, headers=_bearer(READ_KEY), timeout=10)
     assert reply.status_code == 200
     assert 'code="UNAUTHENTICATED"' in reply.text
+
+
+def test_gallery_writes_need_a_write_key_on_both_transports(setup):
+    """With live galleries on, a write key grows a gallery and a read key can search it but
+    not change it: over HTTP and over gRPC, against the same store."""
+    from google.protobuf.struct_pb2 import Struct
+
+    from ccsclip.v1 import ccsclip_pb2 as pb
+
+    image = sorted((setup["world"].world / "gallery").rglob("*.png"))[0].read_bytes()
+    upsert = {"gallery": "keyed", "items": [{"id": "a", "image": b64(image)}]}
+    with _https(setup) as client:
+        created = client.post(
+            "/v1/galleries/create", json={"gallery": "keyed"}, headers=_bearer(WRITE_KEY)
+        )
+        assert created.status_code == 200, created.text
+        denied = client.post("/v1/galleries/upsert", json=upsert, headers=_bearer(READ_KEY))
+        assert denied.status_code == 403 and denied.json()["kind"] == "permission_denied"
+        written = client.post("/v1/galleries/upsert", json=upsert, headers=_bearer(WRITE_KEY))
+        assert written.status_code == 200, written.text
+        found = client.post(
+            "/v1/galleries/search",
+            json={"gallery": "keyed", "text": "a shape", "k": 1},
+            headers=_bearer(READ_KEY),
+        )
+        assert found.status_code == 200, found.text
+        assert [hit["id"] for hit in found.json()["hits"]] == ["a"]
+    with _channel(setup) as channel:
+        stub = _stub(channel)
+        item = pb.GalleryItem(id="b", image=image, metadata=Struct())
+        request = pb.UpsertItemsRequest(gallery="keyed", items=[item])
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.UpsertItems(request, metadata=[("authorization", f"Bearer {READ_KEY}")])
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        stub.UpsertItems(request, metadata=[("authorization", f"Bearer {WRITE_KEY}")])
+        info = stub.GalleryInfo(
+            pb.GalleryInfoRequest(gallery="keyed"),
+            metadata=[("authorization", f"Bearer {READ_KEY}")],
+        )
+        assert info.count == 2
 
 
 def test_keys_never_reach_logs_or_bodies(setup):
