@@ -33,9 +33,17 @@ def image_file(name: str) -> str:
 
 
 def open_session(path: Path) -> Any:
+    """A CPU onnxruntime session, with `--threads` intra-op threads when the user gave it."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from ccsclip.runtime import configured_threads
+
+    options = ort.SessionOptions()
+    threads = configured_threads()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def normalise(x: np.ndarray) -> np.ndarray:

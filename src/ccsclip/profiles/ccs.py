@@ -52,10 +52,15 @@ def _heads(moments: HeadMoments) -> list[tuple[int, int]]:
     return [(layer, head) for layer in moments.layers for head in range(moments.s.shape[1])]
 
 
-def moment_spaces(moments: HeadMoments, rank: int) -> Spaces:
-    """Every analysed head's TextSpan basis and covariance (one batched eigendecomposition)."""
+def moment_spaces(moments: HeadMoments, rank: int, chunk: int = 12) -> Spaces:
+    """Every analysed head's TextSpan basis and covariance (batched eigendecompositions,
+    `chunk` heads at a time: ViT-B's 48 heads at once would hold 300 MB of E x E temporaries)."""
     e = moments.s.shape[-1]
-    spaces = head_spaces(moments.n, moments.s.reshape(-1, e), moments.S.reshape(-1, e, e), rank)
+    s, S = moments.s.reshape(-1, e), moments.S.reshape(-1, e, e)
+    spaces = []
+    for start in range(0, s.shape[0], chunk):
+        end = start + chunk
+        spaces += head_spaces(moments.n, s[start:end], S[start:end], rank)
     return dict(zip(_heads(moments), spaces, strict=True))
 
 
