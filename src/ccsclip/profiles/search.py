@@ -1,0 +1,384 @@
+"""Profile search (design §11): the head set with the best accuracy-bias trade-off, held out.
+
+    run_search(loaded, SearchOptions(...)) -> result (also written as pareto.json)
+
+1. Every probe is split by a hash of its file names (`split.py`); the search sees the search part.
+2. One forward pass per probe caches the direct-effect terms (`direct_cache.py`); a greedy or beam
+   search (`greedy.py`) adds, step by step, the head that most lowers the bias objective among
+   those that keep the accuracy constraint, up to `max_heads`: the best set of each size.
+3. Every point of that path is verified by true soft ablation (a full forward pass with the heads
+   mean-ablated), on both parts: estimate and true are reported side by side.
+4. The paper's arms at the same sizes (high-CCS, low-CCS, random seeds) are measured on the same
+   validation part; all reported figures are validation figures with bootstrap intervals, and
+   paired intervals against the baseline (`bootstrap.py`).
+5. The chosen profile is the point with the lowest true objective on the search part among those
+   that meet the constraint on both parts; it and every path point are written as profile YAMLs
+   (arm `search`), with pareto.json and pareto.png (`pareto.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ccsclip.errors import InvalidInputError
+from ccsclip.fileio import sha256_file
+from ccsclip.heads.layers import parse_layers
+from ccsclip.heads.stats import load_means
+from ccsclip.models import LoadedModel
+from ccsclip.probeset import read_probe_spec
+from ccsclip.profiles.bootstrap import Resampler
+from ccsclip.profiles.direct_cache import Head, build_cache
+from ccsclip.profiles.equal_size import arms_at
+from ccsclip.profiles.greedy import Constraint, PathPoint, Scorer, search_path
+from ccsclip.profiles.measure import Evaluator, with_intervals
+from ccsclip.profiles.pareto import pareto_flags, plot_pareto, write_pareto_json
+from ccsclip.profiles.schema import parse_head_names
+from ccsclip.profiles.search_data import ProbeData, load_accuracy_data, load_bias_data
+from ccsclip.profiles.search_profiles import write_search_profiles
+from ccsclip.profiles.split import Split
+from ccsclip.profiles.table import CcsTable, load_table
+
+RESULT_SCHEMA = "ccsclip/search/v1"
+
+
+@dataclass
+class SearchOptions:
+    """What to search for and on what. `k=None` takes the largest K every bias probe lists."""
+
+    accuracy_probes: Sequence[Path]
+    bias_probes: Sequence[Path]
+    out: Path
+    attribute: str
+    k: int | None = None
+    means: Path | None = None
+    mode: str = "mean"
+    ccs_table: Path | None = None
+    layers: str | None = None
+    candidates: Sequence[str] = ()
+    constraint: Constraint = field(default_factory=Constraint)
+    beam: int = 1
+    split: Split = field(default_factory=Split)
+    replicates: int = 200
+    seed: int = 0
+    random_seeds: Sequence[int] = (0, 1, 2)
+    check_probes: Sequence[Path] = ()
+    name: str = "search"
+    batch_size: int = 256
+
+
+def _check_inputs(options: SearchOptions) -> None:
+    if not options.accuracy_probes:
+        raise InvalidInputError("give at least one accuracy probe (--probe): it sets the constraint")
+    if not options.bias_probes:
+        raise InvalidInputError("give at least one bias probe (--bias-probe): it sets the objective")
+    if options.mode not in ("mean", "zero"):
+        raise InvalidInputError(f"ablation mode {options.mode!r}: use mean or zero")
+    if options.mode == "mean" and options.means is None:
+        raise InvalidInputError(
+            "mean ablation needs --means (means.safetensors written by `ccsclip rank`)"
+        )
+    if options.replicates < 20:
+        raise InvalidInputError(f"--bootstrap {options.replicates}: use at least 20 resamples")
+
+
+def _objective_k(options: SearchOptions) -> int:
+    """The requested K, or the largest K every bias probe lists."""
+    if options.k is not None:
+        if options.k < 1:
+            raise InvalidInputError(f"--k must be at least 1, got {options.k}")
+        return options.k
+    common = None
+    for directory in options.bias_probes:
+        spec = read_probe_spec(directory)
+        ks = set(getattr(spec, "k", ()))
+        common = ks if common is None else common & ks
+    if not common:
+        raise InvalidInputError("the bias probes list no common K: choose one with --k")
+    return max(common)
+
+
+def _candidates(
+    loaded: LoadedModel, options: SearchOptions, table: CcsTable | None
+) -> list[Head]:
+    spec = loaded.spec
+    if options.candidates:
+        heads = parse_head_names(list(options.candidates))
+        bad = [f"L{a}H{b}" for a, b in heads if a >= spec.layers or b >= spec.heads]
+        if bad:
+            raise InvalidInputError(
+                f"candidate heads {', '.join(bad)} do not exist (layers 0..{spec.layers - 1}, "
+                f"heads 0..{spec.heads - 1})"
+            )
+        return sorted(set(heads))
+    if options.layers is None and table is not None:
+        return sorted((row.layer, row.head) for row in table.heads)
+    layers = parse_layers(options.layers or f"last:{min(4, spec.layers)}", spec.layers)
+    return [(layer, head) for layer in layers for head in range(spec.heads)]
+
+
+def _load_probes(
+    loaded: LoadedModel, options: SearchOptions, k: int, split: Split | None, dirs
+) -> list[ProbeData]:
+    out = []
+    for directory in dirs:
+        spec = read_probe_spec(directory)
+        if spec.kind == "accuracy":
+            out.append(load_accuracy_data(loaded, directory, split))
+        else:
+            out.append(load_bias_data(loaded, directory, split, options.attribute, k))
+    return out
+
+
+def _names(heads: Sequence[Head]) -> list[str]:
+    return [f"L{layer}H{head}" for layer, head in heads]
+
+
+class _Run:
+    """State of one search run; each method is one stage of `run_search`."""
+
+    def __init__(self, loaded: LoadedModel, options: SearchOptions, progress: bool) -> None:
+        _check_inputs(options)
+        self.loaded, self.options, self.progress = loaded, options, progress
+        self.timing: dict[str, float] = {}
+        self.table = None
+        if options.ccs_table is not None:
+            self.table, _ = load_table(options.ccs_table, loaded.spec.weights_sha256)
+        self.means = None
+        if options.mode == "mean":
+            self.means = load_means(options.means)
+            self.means_sha256 = sha256_file(options.means)
+        self.k = _objective_k(options)
+        self.candidates = _candidates(loaded, options, self.table)
+        self.metric = f"maxskew@{self.k}"
+        self.base_stats = None  # the baseline's validation points and bootstrap replicates
+
+    def load(self) -> None:
+        o = self.options
+        start = time.perf_counter()
+        acc = [load_accuracy_data(self.loaded, d, o.split) for d in o.accuracy_probes]
+        bias = [load_bias_data(self.loaded, d, o.split, o.attribute, self.k) for d in o.bias_probes]
+        self.probes = acc + bias
+        ks = set.intersection(*(set(p.ks) for p in bias))
+        self.ks = sorted(ks)
+        self.timing["load_s"] = time.perf_counter() - start
+
+    def cache(self) -> None:
+        start = time.perf_counter()
+        model = self.loaded.model.eval()
+        self.caches = [
+            build_cache(model, p.images, self.candidates, self.means, self.options.batch_size)
+            for p in tqdm(self.probes, desc="cache", unit="probe", disable=not self.progress)
+        ]
+        self.timing["cache_s"] = time.perf_counter() - start
+
+    def search(self) -> list[PathPoint]:
+        start = time.perf_counter()
+        scorer = Scorer(self.probes, self.caches, self.k)
+        path = search_path(scorer, self.options.constraint, self.options.beam, self.progress)
+        self.candidate_evaluations = scorer.evaluations
+        self.timing["search_s"] = time.perf_counter() - start
+        return path
+
+    def evaluator(self) -> Evaluator:
+        o = self.options
+        return Evaluator(
+            self.loaded.model,
+            self.probes,
+            self.ks,
+            o.mode,
+            self.means,
+            Resampler(o.replicates, o.seed),
+            self.caches,
+            o.batch_size,
+        )
+
+    def entry(
+        self, ev: Evaluator, heads, name: str, arm: str, seed=None, both_parts: bool = True
+    ) -> dict[str, Any]:
+        """Measure one head set: true and estimated, validation with intervals."""
+        true = ev.true(heads, "all" if both_parts else "validation")
+        est = ev.estimate(heads)
+        val_true = ev.points(true, "validation")
+        val_est = ev.points(est, "validation")
+        reps = ev.replicates(true, "validation")
+        entry: dict[str, Any] = {
+            "name": name,
+            "arm": arm,
+            "seed": seed,
+            "heads": _names(heads),
+            "n_heads": len(heads),
+            "validation": with_intervals(val_true, reps, self.base_stats),
+            "estimate": {"validation": val_est},
+            "gap": {m: val_est[m] - val_true[m] for m in val_true},
+        }
+        if both_parts:
+            entry["search"] = ev.points(true, "search")
+            entry["estimate"]["search"] = ev.points(est, "search")
+        self._constraint_flags(entry)
+        if self.base_stats is None:
+            self.base_stats = (val_true, reps)
+        return entry
+
+    def _constraint_flags(self, entry: dict[str, Any]) -> None:
+        limit = self.options.constraint
+        drop, meets = {}, {}
+        for part in ("validation", "search"):
+            if part not in entry:
+                continue
+            value = entry[part]["accuracy"]
+            value = value["value"] if isinstance(value, dict) else value
+            base = getattr(self, f"base_{part}_accuracy", value)
+            drop[part] = base - value
+            meets[part] = limit.allows(base, value)
+        entry["accuracy_drop"] = drop
+        entry["meets_constraint"] = meets
+
+
+def _choose(points: list[dict[str, Any]], metric: str) -> tuple[dict[str, Any] | None, str]:
+    feasible = [
+        p for p in points if p["meets_constraint"]["validation"] and p["meets_constraint"]["search"]
+    ]
+    if not feasible:
+        return None, "no searched head set meets the accuracy constraint on both parts"
+    best = min(feasible, key=lambda p: (p["search"][metric], p["n_heads"]))
+    return best, (
+        f"lowest true {metric} on the search part among the {len(feasible)} path points that "
+        "meet the accuracy constraint on both the search and the validation part"
+    )
+
+
+def _verdict(chosen: dict[str, Any] | None, metric: str) -> dict[str, Any]:
+    if chosen is None:
+        return {"beats_baseline": False, "significant": False}
+    diff = chosen["validation"][metric]["minus_baseline"]
+    return {
+        "beats_baseline": diff["value"] < 0,
+        "significant": diff["high"] < 0,
+        "change": diff,
+    }
+
+
+def _check(run: _Run, chosen: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The chosen set against the baseline on probes of another world (whole probes)."""
+    o = run.options
+    if not o.check_probes or chosen is None:
+        return None
+    probes = _load_probes(run.loaded, o, run.k, None, o.check_probes)
+    bias = [p for p in probes if p.kind == "bias"]
+    ks = sorted(set.intersection(*(set(p.ks) for p in bias))) if bias else run.ks
+    ev = Evaluator(
+        run.loaded.model, probes, ks, o.mode, run.means, Resampler(o.replicates, o.seed + 1)
+    )
+    heads = parse_head_names(chosen["heads"])
+    base = ev.true([], "all")
+    base_points, base_reps = ev.points(base, "all"), ev.replicates(base, "all")
+    mine = ev.true(heads, "all")
+    points, reps = ev.points(mine, "all"), ev.replicates(mine, "all")
+    return {
+        "probes": [p.identity() for p in probes],
+        "baseline": with_intervals(base_points, base_reps),
+        "chosen": with_intervals(points, reps, (base_points, base_reps)),
+    }
+
+
+def run_search(
+    loaded: LoadedModel, options: SearchOptions, progress: bool = True
+) -> dict[str, Any]:
+    """Search, verify, compare, write profiles + pareto.json + pareto.png into `options.out`."""
+    run = _Run(loaded, options, progress)
+    run.load()
+    run.cache()
+    path = run.search()
+    start = time.perf_counter()
+    ev = run.evaluator()
+    baseline = run.entry(ev, (), "baseline", "baseline")
+    run.base_validation_accuracy = baseline["validation"]["accuracy"]["value"]
+    run.base_search_accuracy = baseline["search"]["accuracy"]
+    run._constraint_flags(baseline)
+    points = []
+    steps = tqdm(path[1:], desc="verify", unit="set", disable=not progress)
+    for point in steps:
+        name = f"{options.name}-h{len(point.heads)}"
+        entry = run.entry(ev, point.heads, name, "search")
+        entry["search_estimate_at_selection"] = {
+            run.metric: point.objective,
+            "accuracy": point.accuracy,
+        }
+        points.append(entry)
+    run.timing["verify_s"] = time.perf_counter() - start
+    verify_images = ev.forward_images
+    start = time.perf_counter()
+    arms = []
+    sizes = sorted({p["n_heads"] for p in points})
+    jobs = [(n, *arm) for n in sizes for arm in arms_at(n, run.candidates, run.table, options.random_seeds)]
+    for n, arm, seed, heads in tqdm(jobs, desc="arms", unit="set", disable=not progress):
+        name = f"{arm}-n{n}" + (f"-s{seed}" if seed is not None else "")
+        arms.append(run.entry(ev, heads, name, arm, seed, both_parts=False))
+    run.timing["arms_s"] = time.perf_counter() - start
+    front = [baseline, *points]
+    flags = pareto_flags(
+        [(e["validation"]["accuracy"]["value"], e["validation"][run.metric]["value"]) for e in front]
+    )
+    for entry, flag in zip(front, flags, strict=True):
+        entry["pareto"] = flag
+    chosen, reason = _choose(points, run.metric)
+    result: dict[str, Any] = {
+        "schema": RESULT_SCHEMA,
+        "model": loaded.spec.to_dict(),
+        "objective": {
+            "metric": run.metric,
+            "attribute": options.attribute,
+            "k": run.k,
+            "definition": "mean over bias probes of the mean over queries of MaxSkew@K",
+            "reported_ks": run.ks,
+        },
+        "constraint": {
+            "max_accuracy_drop": options.constraint.max_accuracy_drop,
+            "max_heads": options.constraint.max_heads,
+            "accuracy": "mean zero-shot top-1 over the accuracy probes",
+        },
+        "method": {
+            "kind": "greedy" if options.beam == 1 else "beam",
+            "beam": options.beam,
+            "estimate": "direct effects in residual space, ln_post recomputed (design §11)",
+            "verification": f"true soft ablation ({options.mode}) of every reported point",
+            "candidates": _names(run.candidates),
+            "candidate_evaluations": run.candidate_evaluations,
+        },
+        "ablation": {
+            "mode": options.mode,
+            "means": str(options.means) if options.means else None,
+            "means_sha256": getattr(run, "means_sha256", None),
+        },
+        "split": options.split.to_dict(),
+        "probes": [p.identity() for p in run.probes],
+        "bootstrap": {
+            "replicates": options.replicates,
+            "seed": options.seed,
+            "interval": "estimate ± 1.96 bootstrap SE (images; queries too for MaxSkew)",
+            "paired": "minus_baseline uses the same resamples as the baseline",
+        },
+        "baseline": baseline,
+        "points": points,
+        "arms": arms,
+        "chosen": chosen,
+        "chosen_reason": reason,
+        **_verdict(chosen, run.metric),
+    }
+    result["check"] = _check(run, chosen)
+    result["timing"] = {
+        **run.timing,
+        "verify_forward_images": verify_images,
+        "total_forward_images": ev.forward_images,
+    }
+    options.out.mkdir(parents=True, exist_ok=True)
+    result["profiles"] = write_search_profiles(loaded, run, result, options.out / "profiles")
+    write_pareto_json(options.out / "pareto.json", result)
+    plot_pareto(result, options.out / "pareto.png")
+    return result
