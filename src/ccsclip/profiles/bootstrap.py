@@ -71,7 +71,9 @@ class Resampler:
         draws = self.draws(probe, part)
         n_queries = scores.shape[0]
         query_weights = torch.zeros(self.replicates, n_queries)
-        query_weights.scatter_add_(1, draws.queries, torch.ones_like(draws.queries, dtype=torch.float))
+        query_weights.scatter_add_(
+            1, draws.queries, torch.ones_like(draws.queries, dtype=torch.float)
+        )
         out: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
         for start in range(0, self.replicates, self.chunk):
             stop = start + self.chunk

@@ -50,6 +50,8 @@ def arms_at(
     """(arm, seed, heads) of every comparison arm at size n."""
     out: list[tuple[str, int | None, tuple[Head, ...]]] = []
     if table is not None:
-        out += [(arm, None, arm_heads(arm, n, candidates, table)) for arm in ("high-ccs", "low-ccs")]
+        out += [
+            (arm, None, arm_heads(arm, n, candidates, table)) for arm in ("high-ccs", "low-ccs")
+        ]
     out += [("random", seed, arm_heads("random", n, candidates, table, seed)) for seed in seeds]
     return out

@@ -76,9 +76,7 @@ class Evaluator:
             out[f"maxskew@{k}"] = sum(values) / len(values)
         return out
 
-    def replicates(
-        self, embeddings: Sequence[torch.Tensor], part: Part
-    ) -> dict[str, torch.Tensor]:
+    def replicates(self, embeddings: Sequence[torch.Tensor], part: Part) -> dict[str, torch.Tensor]:
         """Bootstrap replicates [B] of every metric on a part (same resamples for all sets)."""
         by_name = dict(zip([p.name for p in self.probes], embeddings, strict=True))
         accuracy, bias = self._groups()

@@ -14,9 +14,7 @@ def pareto_flags(points: Sequence[tuple[float, float]]) -> list[bool]:
     of them strict (higher accuracy and lower bias are better)."""
     flags = []
     for acc, bias in points:
-        dominated = any(
-            (a >= acc and b <= bias) and (a > acc or b < bias) for a, b in points
-        )
+        dominated = any((a >= acc and b <= bias) and (a > acc or b < bias) for a, b in points)
         flags.append(not dominated)
     return flags
 

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,20 +32,29 @@ from ccsclip.fileio import sha256_file
 from ccsclip.heads.layers import parse_layers
 from ccsclip.heads.stats import load_means
 from ccsclip.models import LoadedModel
-from ccsclip.probeset import read_probe_spec
+from ccsclip.probeset import load_probe, read_probe_spec
 from ccsclip.profiles.bootstrap import Resampler
 from ccsclip.profiles.direct_cache import Head, build_cache
 from ccsclip.profiles.equal_size import arms_at
 from ccsclip.profiles.greedy import Constraint, PathPoint, Scorer, search_path
 from ccsclip.profiles.measure import Evaluator, with_intervals
 from ccsclip.profiles.pareto import pareto_flags, plot_pareto, write_pareto_json
-from ccsclip.profiles.schema import parse_head_names
-from ccsclip.profiles.search_data import ProbeData, load_accuracy_data, load_bias_data
+from ccsclip.profiles.schema import NAME_RE, parse_head_names
+from ccsclip.profiles.search_data import (
+    ProbeData,
+    check_accuracy_spec,
+    check_bias_spec,
+    check_k_fits,
+    load_accuracy_data,
+    load_bias_data,
+    probe_parts,
+)
 from ccsclip.profiles.search_profiles import write_search_profiles
 from ccsclip.profiles.split import Split
 from ccsclip.profiles.table import CcsTable, load_table
 
 RESULT_SCHEMA = "ccsclip/search/v1"
+NAME_RE_COMPILED = re.compile(NAME_RE)
 
 
 @dataclass
@@ -71,17 +81,37 @@ class SearchOptions:
     name: str = "search"
     batch_size: int = 256
 
+    def check(self) -> None:
+        """Cheap checks before a model is loaded: options, probe kinds, the attribute."""
+        _check_inputs(self)
+        for directory in self.accuracy_probes:
+            check_accuracy_spec(directory, read_probe_spec(directory))
+        for directory in self.bias_probes:
+            check_bias_spec(directory, read_probe_spec(directory), self.attribute)
+        k = _objective_k(self)
+        for directory in self.bias_probes:
+            probe = load_probe(directory)
+            check_k_fits(probe, probe_parts(probe, self.split), k)
+
 
 def _check_inputs(options: SearchOptions) -> None:
     if not options.accuracy_probes:
-        raise InvalidInputError("give at least one accuracy probe (--probe): it sets the constraint")
+        raise InvalidInputError(
+            "give at least one accuracy probe (--probe): it sets the constraint"
+        )
     if not options.bias_probes:
-        raise InvalidInputError("give at least one bias probe (--bias-probe): it sets the objective")
+        raise InvalidInputError(
+            "give at least one bias probe (--bias-probe): it sets the objective"
+        )
     if options.mode not in ("mean", "zero"):
         raise InvalidInputError(f"ablation mode {options.mode!r}: use mean or zero")
     if options.mode == "mean" and options.means is None:
         raise InvalidInputError(
             "mean ablation needs --means (means.safetensors written by `ccsclip rank`)"
+        )
+    if not (NAME_RE_COMPILED.match(options.name) and len(options.name) <= 60):
+        raise InvalidInputError(
+            f"profile name {options.name!r}: use lower-case letters, digits, '.', '_' or '-'"
         )
     if options.replicates < 20:
         raise InvalidInputError(f"--bootstrap {options.replicates}: use at least 20 resamples")
@@ -103,9 +133,7 @@ def _objective_k(options: SearchOptions) -> int:
     return max(common)
 
 
-def _candidates(
-    loaded: LoadedModel, options: SearchOptions, table: CcsTable | None
-) -> list[Head]:
+def _candidates(loaded: LoadedModel, options: SearchOptions, table: CcsTable | None) -> list[Head]:
     spec = loaded.spec
     if options.candidates:
         heads = parse_head_names(list(options.candidates))
@@ -316,14 +344,21 @@ def run_search(
     start = time.perf_counter()
     arms = []
     sizes = sorted({p["n_heads"] for p in points})
-    jobs = [(n, *arm) for n in sizes for arm in arms_at(n, run.candidates, run.table, options.random_seeds)]
+    jobs = [
+        (n, *arm)
+        for n in sizes
+        for arm in arms_at(n, run.candidates, run.table, options.random_seeds)
+    ]
     for n, arm, seed, heads in tqdm(jobs, desc="arms", unit="set", disable=not progress):
         name = f"{arm}-n{n}" + (f"-s{seed}" if seed is not None else "")
         arms.append(run.entry(ev, heads, name, arm, seed, both_parts=False))
     run.timing["arms_s"] = time.perf_counter() - start
     front = [baseline, *points]
     flags = pareto_flags(
-        [(e["validation"]["accuracy"]["value"], e["validation"][run.metric]["value"]) for e in front]
+        [
+            (e["validation"]["accuracy"]["value"], e["validation"][run.metric]["value"])
+            for e in front
+        ]
     )
     for entry, flag in zip(front, flags, strict=True):
         entry["pareto"] = flag

@@ -17,7 +17,13 @@ import torch
 
 from ccsclip.errors import InvalidInputError
 from ccsclip.models import LoadedModel
-from ccsclip.probeset import AccuracyProbe, BiasProbe, load_probe
+from ccsclip.probeset import (
+    AccuracyProbe,
+    AccuracyProbeSpec,
+    BiasProbe,
+    BiasProbeSpec,
+    load_probe,
+)
 from ccsclip.profiles.batch_metrics import accuracy, max_skew
 from ccsclip.profiles.probe_eval import load_image_tensor
 from ccsclip.profiles.split import Split
@@ -68,12 +74,40 @@ class ProbeData:
         }
 
 
+def check_accuracy_spec(directory: str | Path, spec: AccuracyProbeSpec | BiasProbeSpec) -> None:
+    """An accuracy probe where one is expected (the constraint), or a clear error."""
+    if spec.kind != "accuracy":
+        raise InvalidInputError(
+            f"probe {str(directory)!r} is a bias probe (kind: bias): pass it with --bias-probe; "
+            "--probe takes accuracy probes (kind: accuracy)"
+        )
+
+
+def check_bias_spec(
+    directory: str | Path, spec: AccuracyProbeSpec | BiasProbeSpec, attribute: str
+) -> None:
+    """A bias probe that has `attribute` where one is expected (the objective)."""
+    if spec.kind != "bias":
+        raise InvalidInputError(
+            f"probe {str(directory)!r} is an accuracy probe (kind: accuracy): --bias-probe needs "
+            "a bias probe (kind: bias, with metadata and neutral queries); pass accuracy probes "
+            "with --probe"
+        )
+    if attribute not in spec.attributes:
+        raise InvalidInputError(
+            f"bias probe {spec.name!r} has no attribute {attribute!r}: its attributes are "
+            f"{', '.join(spec.attributes)} (choose one with --attribute)"
+        )
+
+
 def _parts(probe, split: Split | None, minimum: int) -> dict[str, torch.Tensor]:
     items = probe.samples if isinstance(probe, AccuracyProbe) else probe.rows
     everything = torch.arange(len(items))
     if split is None:
         if len(items) < minimum:
-            raise InvalidInputError(f"probe {probe.name!r} has {len(items)} images, needs {minimum}")
+            raise InvalidInputError(
+                f"probe {probe.name!r} has {len(items)} images, needs {minimum}"
+            )
         return {"all": everything}
     search, validation = split.probe_parts(probe, minimum)
     return {
@@ -87,12 +121,10 @@ def load_accuracy_data(
     loaded: LoadedModel, directory: str | Path, split: Split | None
 ) -> ProbeData:
     probe = load_probe(directory)
-    if not isinstance(probe, AccuracyProbe):
-        raise InvalidInputError(
-            f"probe {str(directory)!r} is a bias probe (kind: bias): pass it with --bias-probe, "
-            "and give --probe an accuracy probe (kind: accuracy)"
-        )
-    texts = class_embeddings(loaded.model, loaded.tokenizer, probe.class_names, probe.spec.templates)
+    check_accuracy_spec(directory, probe.spec)
+    texts = class_embeddings(
+        loaded.model, loaded.tokenizer, probe.class_names, probe.spec.templates
+    )
     return ProbeData(
         name=probe.name,
         kind="accuracy",
@@ -105,22 +137,6 @@ def load_accuracy_data(
     )
 
 
-def _bias_probe(directory: str | Path, attribute: str) -> BiasProbe:
-    probe = load_probe(directory)
-    if not isinstance(probe, BiasProbe):
-        raise InvalidInputError(
-            f"probe {str(directory)!r} is an accuracy probe (kind: accuracy): --bias-probe needs "
-            "a bias probe (kind: bias, with metadata and neutral queries); pass accuracy probes "
-            "with --probe"
-        )
-    if attribute not in probe.spec.attributes:
-        raise InvalidInputError(
-            f"bias probe {probe.name!r} has no attribute {attribute!r}: its attributes are "
-            f"{', '.join(probe.spec.attributes)} (choose one with --attribute)"
-        )
-    return probe
-
-
 def load_bias_data(
     loaded: LoadedModel,
     directory: str | Path,
@@ -130,20 +146,13 @@ def load_bias_data(
 ) -> ProbeData:
     """A bias probe for `attribute` and objective K (reported with the probe's K = 10 and 20
     beside it); every one of them must fit in each part of the split."""
-    probe = _bias_probe(directory, attribute)
-    ks = report_ks(k, probe.spec.k)
+    probe = load_probe(directory)
+    check_bias_spec(directory, probe.spec, attribute)
     column = [attrs[attribute] for _, attrs in probe.rows]
     values = tuple(sorted(set(column)))
     lookup = {value: i for i, value in enumerate(values)}
     parts = _parts(probe, split, 1)
-    smallest = min(len(rows) for rows in parts.values())
-    too_big = [k for k in ks if k > smallest]
-    if too_big:
-        raise InvalidInputError(
-            f"K={too_big} is larger than the {smallest} images of the smallest part of bias probe "
-            f"{probe.name!r}: choose --k at most {smallest} or use a larger probe "
-            "(its K = 10 and 20 are reported beside the objective's K)"
-        )
+    ks = check_k_fits(probe, parts, k)
     queries = probe.spec.queries
     texts = class_embeddings(
         loaded.model, loaded.tokenizer, [q.text for q in queries], probe.spec.templates
@@ -162,6 +171,24 @@ def load_bias_data(
         ks=tuple(ks),
         query_names=tuple(q.name for q in queries),
     )
+
+
+def check_k_fits(probe: BiasProbe, parts: dict[str, torch.Tensor], k: int) -> list[int]:
+    """The reported Ks (objective K with the probe's 10 and 20); each must fit in every part."""
+    ks = report_ks(k, probe.spec.k)
+    smallest = min(len(rows) for rows in parts.values())
+    too_big = [value for value in ks if value > smallest]
+    if too_big:
+        raise InvalidInputError(
+            f"K={too_big} is larger than the {smallest} images of the smallest part of bias probe "
+            f"{probe.name!r}: choose --k at most {smallest} or use a larger probe "
+            "(its K = 10 and 20 are reported beside the objective's K)"
+        )
+    return ks
+
+
+def probe_parts(probe: BiasProbe | AccuracyProbe, split: Split | None) -> dict[str, torch.Tensor]:
+    return _parts(probe, split, 1)
 
 
 def report_ks(objective_k: int, probe_ks: Sequence[int]) -> list[int]:
