@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (run by `make demo`): the whole pipeline, ending in serving.
 #   1. generate the synthetic world's files (probes, bias probe, gallery, calibration images, pool)
-#   2. rank heads by CCS, write pruning profiles, evaluate accuracy and bias per arm (soft pruning)
+#   2. rank heads by CCS, write pruning profiles, evaluate accuracy and bias per arm (soft pruning);
+#      search the head set with the best accuracy-bias trade-off (validated on held-out images)
 #   3. export the profiles into a verified ONNX bundle, index a retrieval gallery
 #   4. serve it over HTTP with `bentoml serve` (Ctrl-C stops; SERVE=0 skips this step)
 set -euo pipefail
@@ -25,11 +26,19 @@ ccsclip rank "${MODEL[@]}" --images "$W/calibration" --pool "$W/pool.txt" --laye
   --high 4 --moderate 3 --low 2 --null-samples 200 --out "$WORK/rank" \
   "${PROBES[@]}" --probe "$W/bias-shape-colour"
 
+echo "== 2/4 search heads that lower colour MaxSkew within 1 point of accuracy (held out) -> $WORK/search"
+ccsclip organism generate --out "$WORK/world-s1" --seed 1 > /dev/null  # another world, for a check
+ccsclip search "${MODEL[@]}" "${PROBES[@]}" --bias-probe "$W/bias-shape-colour" --attribute colour \
+  --means "$WORK/rank/stats/means.safetensors" --ccs "$WORK/rank/ccs.json" --max-heads 4 \
+  --check-probe "$WORK/world-s1/bias-shape-colour" --out "$WORK/search"
+SEARCHED=()  # search.yaml exists only when a head set met the constraint on validation
+[ -f "$WORK/search/profiles/search.yaml" ] && SEARCHED=(--profile "$WORK/search/profiles/search.yaml")
+
 echo "== 3/4 export the profiles to ONNX, verify the bundle, index the gallery -> $WORK/bundle"
 P="$WORK/rank/profiles"
 ccsclip export "${MODEL[@]}" --out "$WORK/bundle" --default-profile baseline \
   --profile "$P/baseline.yaml" --profile "$P/high-ccs.yaml" --profile "$P/low-ccs.yaml" \
-  --profile "$P/random-s0.yaml" --int8 baseline --probe "$W/accuracy-shape"
+  --profile "$P/random-s0.yaml" "${SEARCHED[@]}" --int8 baseline --probe "$W/accuracy-shape"
 ccsclip bundle verify "$WORK/bundle"
 ccsclip index --bundle "$WORK/bundle" --profile baseline --images "$W/gallery" \
   --out "$WORK/galleries/gallery"
@@ -38,7 +47,7 @@ if [ "${SERVE:-1}" = "0" ]; then
   echo "== 4/4 skipped (SERVE=0)"
   exit 0
 fi
-echo "== 4/4 serving on http://127.0.0.1:$PORT (profiles: baseline, high-ccs, low-ccs, random-s0)"
+echo "== 4/4 serving on http://127.0.0.1:$PORT (profiles: baseline, high-ccs, low-ccs, random-s0, search)"
 export CCSCLIP_BUNDLE="$WORK/bundle" CCSCLIP_GALLERIES="$WORK/galleries/gallery"
 export CCSCLIP_PROBES="$W/accuracy-shape,$W/accuracy-pattern,$W/bias-shape-colour"
 export BENTOML_DO_NOT_TRACK=True

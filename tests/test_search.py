@@ -187,12 +187,12 @@ def test_search_reports_validation_points_with_constraint_flags(searched):
             assert "minus_baseline" in val[metric]
         assert set(entry["gap"]) == set(val)  # estimate minus true for every metric
     for point in result["points"]:
-        assert "search" in point and "search" in point["estimate"]
+        assert point["estimate"]["search"]["maxskew@10"] >= 0
         sizes = [a for a in result["arms"] if a["n_heads"] == point["n_heads"]]
         assert sorted(a["arm"] for a in sizes) == ["random"] * 3  # no CCS table given
     chosen = result["chosen"]
     if chosen is not None:
-        assert chosen["meets_constraint"] == {"validation": True, "search": True}
+        assert chosen["meets_constraint"] == {"validation": True}
         assert result["check"]["chosen"]["maxskew@10"]["minus_baseline"]
 
 
