@@ -315,6 +315,7 @@ def run_search(
     ev = run.evaluator()
     baseline = run.entry(ev, (), "baseline", "baseline")
     run._constraint_flags(baseline)
+    baseline["estimate"]["search"] = {run.metric: path[0].objective, "accuracy": path[0].accuracy}
     points = []
     steps = tqdm(path[1:], desc="verify", unit="set", disable=not progress)
     for point in steps:

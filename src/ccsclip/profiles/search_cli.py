@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 120)  # wrapped numbers are unreadable
 
 
 def search(
@@ -102,24 +103,26 @@ def search(
 
 
 def _cell(stats: dict[str, Any], digits: int = 3) -> str:
-    return f"{stats['value']:.{digits}f} ± {stats['half_width']:.{digits}f}"
+    return f"{stats['value']:.{digits}f}±{stats['half_width']:.{digits}f}"
 
 
 def print_result(result: dict[str, Any]) -> None:
     """The validation table: baseline, path points, arms; then the verdict."""
     metric = result["objective"]["metric"]
-    ks = [f"maxskew@{k}" for k in result["objective"]["reported_ks"]]
-    view = Table(title=f"validation part, 95% intervals (objective {metric})")
-    for column in ("set", "heads", "accuracy", *ks, f"{metric} est-true", "constraint"):
-        view.add_column(column)
-    rows = [result["baseline"], *result["points"], *result["arms"]]
-    for entry in rows:
+    ks = result["objective"]["reported_ks"]
+    view = Table(
+        title=f"validation part, 95% intervals; objective {metric} "
+        f"({result['objective']['attribute']}); * = Pareto front; gap = estimate - true"
+    )
+    for column in ("set", "n", "accuracy", *(f"@{k}" for k in ks), "gap", "constraint"):
+        view.add_column(column, no_wrap=True)
+    for entry in [result["baseline"], *result["points"], *result["arms"]]:
         val = entry["validation"]
         view.add_row(
             entry["name"] + (" *" if entry.get("pareto") and entry["n_heads"] else ""),
             str(entry["n_heads"]),
             _cell(val["accuracy"]),
-            *(_cell(val[key]) for key in ks),
+            *(_cell(val[f"maxskew@{k}"]) for k in ks),
             f"{entry['gap'][metric]:+.3f}",
             "ok" if entry["meets_constraint"]["validation"] else "fails",
         )
