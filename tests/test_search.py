@@ -280,3 +280,67 @@ def test_impossible_constraint_is_a_clear_error(small_world, tiny, tmp_path):
 def _swap(args: list[str], option: str, value) -> list[str]:
     index = args.index(option)
     return [*args[: index + 1], str(value), *args[index + 2 :]]
+
+
+# --------------------------------------------------------------------------- greedy and beam
+
+
+def _synthetic(n: int = 120, heads: int = 10, dim: int = 16, seed: int = 0):
+    """A cache and two probes on random residuals: exercises the search logic alone."""
+    from ccsclip.profiles.direct_cache import DirectCache
+    from ccsclip.profiles.search_data import ProbeData
+
+    gen = torch.Generator().manual_seed(seed)
+    cache = DirectCache(
+        heads=tuple((1, h) for h in range(heads)),
+        residual=torch.randn(n, dim, generator=gen) * 3,
+        deltas=0.3 * torch.randn(n, heads, dim, generator=gen),
+        ln_weight=torch.ones(dim),
+        ln_bias=torch.zeros(dim),
+        ln_eps=1e-5,
+        proj=torch.randn(dim, 8, generator=gen),
+    )
+    parts = {"search": torch.arange(0, n, 2), "validation": torch.arange(1, n, 2)}
+    parts["all"] = torch.arange(n)
+    base = cache.estimate([])
+    texts = torch.nn.functional.normalize(torch.randn(4, 8, generator=gen), dim=-1)
+    common = {"path": "-", "content_sha256": "0" * 64, "images": torch.zeros(n), "parts": parts}
+    accuracy = ProbeData(
+        name="acc", kind="accuracy", texts=texts, targets=(base @ texts.T).argmax(-1), **common
+    )
+    bias = ProbeData(
+        name="bias",
+        kind="bias",
+        texts=torch.nn.functional.normalize(torch.randn(5, 8, generator=gen), dim=-1),
+        targets=torch.randint(0, 3, (n,), generator=gen),
+        values=("a", "b", "c"),
+        ks=(10,),
+        attribute="x",
+        **common,
+    )
+    return [accuracy, bias], [cache, cache]
+
+
+def test_greedy_path_keeps_the_constraint_and_beam_is_never_worse_at_two_heads():
+    from ccsclip.profiles.greedy import Constraint, Scorer, search_path
+
+    probes, caches = _synthetic()
+    scorer = Scorer(probes, caches, 10, chunk=3)
+    constraint = Constraint(max_accuracy_drop=0.1, max_heads=4)
+    greedy = search_path(scorer, constraint, beam=1, progress=False)
+    assert greedy[0].heads == () and 1 <= len(greedy) - 1 <= 4
+    for before, after in zip(greedy, greedy[1:], strict=False):
+        assert set(before.heads) < set(after.heads) and len(after.heads) == len(before.heads) + 1
+        assert constraint.allows(greedy[0].accuracy, after.accuracy)
+    assert len(greedy) == 5  # four heads fit the constraint here
+    objective, accuracy = scorer.score(greedy[1].heads, range(10))  # the step is the best one
+    free = [i for i, head in enumerate(scorer.heads) if head not in greedy[1].heads]
+    feasible = [
+        float(objective[i]) for i in free if constraint.allows(greedy[0].accuracy, accuracy[i])
+    ]
+    assert greedy[2].objective == pytest.approx(min(feasible))
+    beam = search_path(scorer, constraint, beam=3, progress=False)
+    assert beam[1].objective == pytest.approx(greedy[1].objective)
+    assert beam[2].objective <= greedy[2].objective + 1e-9
+    with pytest.raises(Exception, match="beam width"):
+        search_path(scorer, constraint, beam=0, progress=False)
