@@ -100,6 +100,9 @@ def with_intervals(
     out: dict[str, dict[str, float]] = {}
     for name, value in points.items():
         out[name] = interval(value, replicates[name])
+        if name == "accuracy":  # a normal interval may cross 1; accuracy cannot
+            out[name]["low"] = max(0.0, out[name]["low"])
+            out[name]["high"] = min(1.0, out[name]["high"])
         if baseline is not None:
             base_points, base_reps = baseline
             out[name]["minus_baseline"] = difference(

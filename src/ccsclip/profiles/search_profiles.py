@@ -75,6 +75,7 @@ def search_profile(
             seed=None,
             ccs_table=os.path.relpath(table, out) if table else None,
             ccs_table_sha256=_sha(table),
+            thresholds=run.table.thresholds.model_dump() if run.table is not None else None,
             search=SearchSelection(
                 method=f"{result['method']['kind']} (beam {options.beam}), step {len(heads)}",
                 objective={k: result["objective"][k] for k in ("metric", "attribute", "k")},
