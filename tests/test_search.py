@@ -344,3 +344,26 @@ def test_greedy_path_keeps_the_constraint_and_beam_is_never_worse_at_two_heads()
     assert beam[2].objective <= greedy[2].objective + 1e-9
     with pytest.raises(Exception, match="beam width"):
         search_path(scorer, constraint, beam=0, progress=False)
+
+
+def test_verified_steps_drop_sets_that_truly_break_the_constraint():
+    """A verifier that says head L1H0 costs accuracy through later layers keeps it out."""
+    from ccsclip.profiles.greedy import Constraint, Scorer, search_path
+
+    probes, caches = _synthetic()
+    scorer = Scorer(probes, caches, 10)
+    constraint = Constraint(max_accuracy_drop=0.1, max_heads=3)
+    plain = search_path(scorer, constraint, progress=False)
+    culprit = plain[1].heads[0]
+    calls = []
+
+    def verify(heads):
+        calls.append(heads)
+        objective, accuracy = scorer.score((), [scorer.heads.index(h) for h in heads[:1]])
+        penalty = 0.5 if culprit in heads else 0.0
+        return float(objective[0]) + 0.01 * len(heads), float(accuracy[0]) - penalty
+
+    verified = search_path(scorer, constraint, progress=False, verify=verify, verify_top=4)
+    assert all(culprit not in point.heads for point in verified)
+    assert all(point.true_objective is not None for point in verified[1:])
+    assert len(calls) <= 4 * (len(verified) - 1) + 4

@@ -8,7 +8,7 @@ over accuracy probes. Among the sets that keep the accuracy drop within the cons
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -44,9 +44,18 @@ class Constraint:
 
 @dataclass(frozen=True)
 class PathPoint:
+    """A head set with its estimated objective and accuracy on the search part (and the true
+    ones when the step was verified)."""
+
     heads: tuple[Head, ...]
     objective: float
     accuracy: float
+    true_objective: float | None = None
+    true_accuracy: float | None = None
+
+
+Verifier = Callable[[tuple[Head, ...]], tuple[float, float]]
+"""(objective, accuracy) of a head set on the search part by true ablation."""
 
 
 class Scorer:
@@ -103,37 +112,75 @@ class Scorer:
 
 
 def search_path(
-    scorer: Scorer, constraint: Constraint, beam: int = 1, progress: bool = True
+    scorer: Scorer,
+    constraint: Constraint,
+    beam: int = 1,
+    progress: bool = True,
+    verify: Verifier | None = None,
+    verify_top: int = 0,
 ) -> list[PathPoint]:
-    """The best head set of each size, baseline first, until max_heads or no set is feasible."""
+    """The best head set of each size, baseline first, until max_heads or no set is feasible.
+
+    With `verify` and `verify_top` > 0, the `verify_top` best sets of each step by the estimate
+    are measured by true ablation on the search part and re-ranked by the true objective among
+    those that truly keep the constraint: a few forward passes per step that catch what the
+    first-order estimate misses (accuracy lost through later layers).
+    """
     if beam < 1:
         raise InvalidInputError(f"beam width must be at least 1, got {beam}")
-    base = scorer.baseline()
+    base = scorer.baseline()  # no head removed: the estimate is the exact forward pass
+    base = PathPoint((), base.objective, base.accuracy, base.objective, base.accuracy)
     path, states = [base], [()]
-    candidates = range(len(scorer.heads))
     bar = tqdm(total=constraint.max_heads, desc="search", unit="head", disable=not progress)
     for step in range(constraint.max_heads):
-        pool: dict[tuple[Head, ...], tuple[float, float]] = {}
-        for state in states:
-            free = [i for i in candidates if scorer.heads[i] not in state]
-            if not free:
-                continue
-            objective, accuracies = scorer.score(state, free)
-            for index, obj, acc in zip(free, objective.tolist(), accuracies.tolist(), strict=True):
-                if constraint.allows(base.accuracy, acc):
-                    pool[tuple(sorted((*state, scorer.heads[index])))] = (obj, acc)
-        if not pool:
-            if step == 0:
+        ranked = _step(scorer, constraint, base, states)
+        if ranked and verify is not None and verify_top > 0:
+            ranked = _verified(ranked[: max(beam, verify_top)], verify, constraint, base)
+        if not ranked:
+            if step == 0 and verify is None:
                 raise InvalidInputError(_impossible(scorer, constraint, base))
             break
-        ranked = sorted(pool.items(), key=lambda item: (item[1][0], -item[1][1], item[0]))
-        states = [heads for heads, _ in ranked[:beam]]
-        best_heads, (best_obj, best_acc) = ranked[0]
-        path.append(PathPoint(best_heads, best_obj, best_acc))
+        states = [point.heads for point in ranked[:beam]]
+        path.append(ranked[0])
         bar.update(1)
-        bar.set_postfix(objective=f"{best_obj:.3f}", accuracy=f"{best_acc:.3f}")
+        bar.set_postfix(
+            objective=f"{ranked[0].objective:.3f}", accuracy=f"{ranked[0].accuracy:.3f}"
+        )
     bar.close()
     return path
+
+
+def _step(
+    scorer: Scorer, constraint: Constraint, base: PathPoint, states: list[tuple[Head, ...]]
+) -> list[PathPoint]:
+    """Every state plus every free candidate, estimated; feasible ones, best first."""
+    pool: dict[tuple[Head, ...], tuple[float, float]] = {}
+    for state in states:
+        free = [i for i in range(len(scorer.heads)) if scorer.heads[i] not in state]
+        if not free:
+            continue
+        objective, accuracies = scorer.score(state, free)
+        for index, obj, acc in zip(free, objective.tolist(), accuracies.tolist(), strict=True):
+            if constraint.allows(base.accuracy, acc):
+                pool[tuple(sorted((*state, scorer.heads[index])))] = (obj, acc)
+    ranked = sorted(pool.items(), key=lambda item: (item[1][0], -item[1][1], item[0]))
+    return [PathPoint(heads, obj, acc) for heads, (obj, acc) in ranked]
+
+
+def _verified(
+    ranked: list[PathPoint], verify: Verifier, constraint: Constraint, base: PathPoint
+) -> list[PathPoint]:
+    """The sets re-measured by true ablation; truly feasible ones, best true objective first."""
+    if base.true_accuracy is None:
+        raise ValueError("the baseline of a verified search needs its true accuracy")
+    checked = []
+    for point in ranked:
+        objective, accuracy = verify(point.heads)
+        if constraint.allows(base.true_accuracy, accuracy):
+            checked.append(
+                PathPoint(point.heads, point.objective, point.accuracy, objective, accuracy)
+            )
+    return sorted(checked, key=lambda p: (p.true_objective, -p.true_accuracy, p.heads))
 
 
 def _impossible(scorer: Scorer, constraint: Constraint, base: PathPoint) -> str:

@@ -44,6 +44,12 @@ def search(
     ] = 0.01,
     max_heads: Annotated[int, typer.Option(min=1, help="largest head set")] = 8,
     beam: Annotated[int, typer.Option(min=1, help="beam width (1 = greedy)")] = 1,
+    verify_top: Annotated[
+        int,
+        typer.Option(
+            min=0, help="re-rank each step's best N sets by true ablation on the search part"
+        ),
+    ] = 0,
     layers: Annotated[
         str | None, typer.Option(help="candidate layers (default: the CCS table's, else last:4)")
     ] = None,
@@ -83,6 +89,7 @@ def search(
         candidates=[c for c in candidates.split(",") if c.strip()],
         constraint=Constraint(max_accuracy_drop, max_heads),
         beam=beam,
+        verify_top=verify_top,
         split=Split(validation),
         replicates=bootstrap,
         seed=seed,

@@ -77,7 +77,8 @@ def search_profile(
             ccs_table_sha256=_sha(table),
             thresholds=run.table.thresholds.model_dump() if run.table is not None else None,
             search=SearchSelection(
-                method=f"{result['method']['kind']} (beam {options.beam}), step {len(heads)}",
+                method=f"{result['method']['kind']} (beam {options.beam}, verify top "
+                f"{options.verify_top}), step {len(heads)}",
                 objective={k: result["objective"][k] for k in ("metric", "attribute", "k")},
                 constraint={k: result["constraint"][k] for k in ("max_accuracy_drop", "max_heads")},
                 probes=[
