@@ -29,7 +29,7 @@ ccsclip rank "${MODEL[@]}" --images "$W/calibration" --pool "$W/pool.txt" --laye
 echo "== 2/4 search heads that lower colour MaxSkew within 1 point of accuracy (held out) -> $WORK/search"
 ccsclip organism generate --out "$WORK/world-s1" --seed 1 > /dev/null  # another world, for a check
 ccsclip search "${MODEL[@]}" "${PROBES[@]}" --bias-probe "$W/bias-shape-colour" --attribute colour \
-  --means "$WORK/rank/stats/means.safetensors" --ccs "$WORK/rank/ccs.json" --max-heads 4 \
+  --means "$WORK/rank/stats/means.safetensors" --ccs "$WORK/rank/ccs.json" --max-heads 4 --verify-top 3 \
   --check-probe "$WORK/world-s1/bias-shape-colour" --out "$WORK/search"
 SEARCHED=()  # search.yaml exists only when a head set met the constraint on validation
 [ -f "$WORK/search/profiles/search.yaml" ] && SEARCHED=(--profile "$WORK/search/profiles/search.yaml")
