@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (run by `make demo`): the whole pipeline, ending in serving.
 #   1. generate the synthetic world's files (probes, bias probe, gallery, calibration images, pool)
-#   2. rank heads by CCS, write pruning profiles, evaluate accuracy and bias per arm (soft pruning)
-#   3. export the profiles into a verified ONNX bundle, index a retrieval gallery
+#   2. rank heads by CCS, write pruning profiles, evaluate accuracy and bias per arm (soft pruning);
+#      search the head set with the best accuracy-bias trade-off (validated on held-out images)
+#   3. export the profiles (the searched one too) into a verified ONNX bundle, index a gallery
 #   4. start the server in the background and grow a live gallery through the HTTP API
 #   5. serve it over HTTP with `bentoml serve` (Ctrl-C stops; SERVE=0 skips steps 4 and 5)
 set -euo pipefail
@@ -26,11 +27,19 @@ ccsclip rank "${MODEL[@]}" --images "$W/calibration" --pool "$W/pool.txt" --laye
   --high 4 --moderate 3 --low 2 --null-samples 200 --out "$WORK/rank" \
   "${PROBES[@]}" --probe "$W/bias-shape-colour"
 
+echo "== 2/5 search heads that lower colour MaxSkew within 1 point of accuracy (held out) -> $WORK/search"
+ccsclip organism generate --out "$WORK/world-s1" --seed 1 > /dev/null  # another world, for a check
+ccsclip search "${MODEL[@]}" "${PROBES[@]}" --bias-probe "$W/bias-shape-colour" --attribute colour \
+  --means "$WORK/rank/stats/means.safetensors" --ccs "$WORK/rank/ccs.json" --max-heads 4 --verify-top 3 \
+  --check-probe "$WORK/world-s1/bias-shape-colour" --out "$WORK/search"
+SEARCHED=()  # search.yaml exists only when a head set met the constraint on validation
+[ -f "$WORK/search/profiles/search.yaml" ] && SEARCHED=(--profile "$WORK/search/profiles/search.yaml")
+
 echo "== 3/5 export the profiles to ONNX, verify the bundle, index the gallery -> $WORK/bundle"
 P="$WORK/rank/profiles"
 ccsclip export "${MODEL[@]}" --out "$WORK/bundle" --default-profile baseline \
   --profile "$P/baseline.yaml" --profile "$P/high-ccs.yaml" --profile "$P/low-ccs.yaml" \
-  --profile "$P/random-s0.yaml" --int8 baseline --probe "$W/accuracy-shape"
+  --profile "$P/random-s0.yaml" "${SEARCHED[@]}" --int8 baseline --probe "$W/accuracy-shape"
 ccsclip bundle verify "$WORK/bundle"
 ccsclip index --bundle "$WORK/bundle" --profile baseline --images "$W/gallery" \
   --out "$WORK/galleries/gallery"
@@ -52,6 +61,6 @@ python "$(dirname "$0")/demo_gallery.py" --url "http://127.0.0.1:$PORT" --images
 kill "$SERVER" && wait "$SERVER" || true
 trap - EXIT
 
-echo "== 5/5 serving on http://127.0.0.1:$PORT (profiles: baseline, high-ccs, low-ccs, random-s0;"
-echo "       the live gallery 'live' in $CCSCLIP_GALLERY_ROOT)"
+echo "== 5/5 serving on http://127.0.0.1:$PORT (profiles: baseline, high-ccs, low-ccs, random-s0,"
+echo "       and search when it met its constraint; the live gallery 'live' in $CCSCLIP_GALLERY_ROOT)"
 exec bentoml serve service:CCSClip --port "$PORT"

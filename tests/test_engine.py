@@ -458,6 +458,6 @@ def test_probes_equal_torch_probe_eval(engine, tiny, world, profile):
 def test_probe_text_side_is_cached(engine, world):
     first = prepare_probe(engine, world / "bias-shape-colour")
     assert prepare_probe(engine, world / "bias-shape-colour") is first
-    assert first.texts.shape == (6, engine.embed_dim)
+    assert first.texts.shape == (len(first.probe.spec.queries), engine.embed_dim)
     with pytest.raises(NotFoundError, match="nope"):
         run_probe(engine, world / "accuracy-shape", "nope")

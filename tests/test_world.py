@@ -348,7 +348,14 @@ def test_bias_probe_is_balanced_and_counterfactual(world_dir: Path) -> None:
     probe = load_probe(world_dir / "bias-shape-colour")
     assert isinstance(probe, BiasProbe)
     assert probe.spec.attributes == ["colour"] and probe.spec.k == [10, 20]
-    assert [q.name for q in probe.spec.queries] == list(W.CONCEPTS["shape"])
+    queries = probe.spec.queries  # every shape word in colour-neutral contexts (issue 10)
+    assert [q.name.split(":")[0] for q in queries][::12] == [
+        shape for shape in W.CONCEPTS["shape"] for _ in W.SHAPE_WORDS[shape]
+    ]
+    assert len(queries) == 12 * sum(map(len, W.SHAPE_WORDS.values())) and probe.spec.templates == [
+        "{}"
+    ]
+    assert not any(c in q.text for q in queries for c in W.CONCEPTS["colour"])
     cells = Counter((attrs["shape"], attrs["colour"]) for _, attrs in probe.rows)
     assert set(cells) == set(itertools.product(W.CONCEPTS["shape"], W.CONCEPTS["colour"]))
     assert set(cells.values()) == {2}

@@ -22,7 +22,9 @@ def generate(
     per_class: Annotated[
         int, typer.Option(min=1, help="images per class of each accuracy probe")
     ] = 50,
-    per_cell: Annotated[int, typer.Option(min=1, help="bias-probe images per shape x colour")] = 20,
+    per_cell: Annotated[
+        int, typer.Option(min=1, help="bias-probe images per shape x colour")
+    ] = 100,
     gallery: Annotated[int, typer.Option(min=1, help="retrieval gallery size")] = 200,
 ) -> None:
     """Write accuracy probes (one per concept), the bias probe, a gallery and the tagged pool."""

@@ -21,6 +21,7 @@ from ccsclip.organism.world import (
     BRIGHTNESS_WORDS,
     CONCEPT_NAMES,
     CONCEPTS,
+    MAX_CAPTION_TOKENS,
     PATTERN_ADJECTIVES,
     PATTERN_NOUNS,
     POSITION_WORDS,
@@ -29,6 +30,7 @@ from ccsclip.organism.world import (
     ZERO_SHOT_TEMPLATES,
     Scene,
     WorldConfig,
+    caption_tokens,
     class_phrase,
     render,
     sample_scenes,
@@ -140,6 +142,40 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return buffer.getvalue()
 
 
+# Colour-neutral contexts for the bias queries. Each (shape word, context) is its own query:
+# a context that names a size, position or background picks a different top K of the pool, so
+# the mean over queries averages many partly independent rankings instead of six (issue 10: with
+# six queries, 720 images and K = 10 the 95% interval of the baseline's MaxSkew was about ±0.3).
+BIAS_QUERY_CONTEXTS = (
+    "a {}", "a photo of a {}", "an image of a {}", "a picture of a {}", "a drawing of a {}",
+    "a small {}", "a large {}", "a {} in the top left", "a {} in the bottom right",
+    "a {} on a striped background", "a {} on a dotted background", "a {} on a dark background",
+)  # fmt: skip
+BIAS_K_ALWAYS = (10, 20)
+BIAS_K_LARGE = (50, 100, 200)
+"""K values of the bias probe: 10 and 20 always; a larger K only when the pool holds at least
+8 K images (each half of a search/validation split then holds about 4 K). On the organism with
+100 images per cell, 132 queries and K = 200 the baseline's interval on the validation half is
+about ±0.04 (K = 10: ±0.09, whatever the probe size: the top 10 are few images)."""
+
+
+def bias_queries() -> list[dict[str, str]]:
+    """Every shape word in every colour-neutral context: name `<shape>:<text>`, text the query."""
+    queries = []
+    for shape in CONCEPTS["shape"]:
+        for word in SHAPE_WORDS[shape]:
+            for context in BIAS_QUERY_CONTEXTS:
+                text = context.format(word)
+                if caption_tokens(text) > MAX_CAPTION_TOKENS:  # a programming error, not input
+                    raise AssertionError(f"bias query {text!r} is longer than the context")
+                queries.append({"name": f"{shape}:{text}", "text": text})
+    return queries
+
+
+def bias_k_values(pool_size: int) -> list[int]:
+    return [*BIAS_K_ALWAYS, *(k for k in BIAS_K_LARGE if 8 * k <= pool_size)]
+
+
 def write_bias_probe(
     out_dir: str | os.PathLike[str],
     n_per_cell: int,
@@ -148,8 +184,9 @@ def write_bias_probe(
 ) -> Path:
     """`out_dir/bias-shape-colour/`: a counterfactual pool, n_per_cell per shape x colour.
 
-    Queries are the shapes (neutral w.r.t. colour); the measured attribute is colour. A model
-    that learned the planted shape→colour correlation ranks the preferred colour first.
+    Queries name a shape (every word for it, in colour-neutral contexts); the measured attribute
+    is colour. A model that learned the planted shape→colour correlation ranks the preferred
+    colour first.
     """
     _check_count("n_per_cell", n_per_cell)
     cfg = config or WorldConfig()
@@ -171,12 +208,9 @@ def write_bias_probe(
                 "images": "images",
                 "metadata": "metadata.csv",
                 "attributes": ["colour"],
-                "queries": [
-                    {"name": shape, "text": class_phrase("shape", shape)}
-                    for shape in CONCEPTS["shape"]
-                ],
-                "templates": list(ZERO_SHOT_TEMPLATES["shape"]),
-                "k": [10, 20],
+                "queries": bias_queries(),
+                "templates": ["{}"],
+                "k": bias_k_values(len(rows)),
             },
         )
         load_probe(tmp)
@@ -324,7 +358,7 @@ def generate_all(
     config: WorldConfig | None = None,
     *,
     n_per_class: int = 50,
-    n_per_cell: int = 20,
+    n_per_cell: int = 100,
     n_gallery: int = 200,
     n_calibration: int = 1000,
 ) -> dict[str, object]:

@@ -224,3 +224,6 @@ def register(app: typer.Typer) -> None:
     app.command()(rank)
     app.command()(profiles)
     app.command()(evaluate)
+    from ccsclip.profiles.search_cli import search
+
+    app.command()(search)

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from ccsclip import __version__
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
@@ -49,12 +57,39 @@ class ProfileHead(_Strict):
         return f"L{self.layer}H{self.head}"
 
 
+class SearchProbe(_Strict):
+    name: str
+    kind: Literal["accuracy", "bias"]
+    content_sha256: str = Field(min_length=64, max_length=64)
+
+
+class SearchSelection(_Strict):
+    """How a searched profile was found (`ccsclip search`), so it can be reproduced and judged:
+    the objective and constraint, the probes by hash, the split, and its validation figures."""
+
+    method: str
+    objective: dict[str, Any]
+    constraint: dict[str, Any]
+    probes: list[SearchProbe]
+    split: dict[str, Any]
+    validation: dict[str, Any] | None = None
+
+
 class ProfileSelection(_Strict):
     arm: str
     seed: int | None = None
     ccs_table: str | None = None
     ccs_table_sha256: str | None = None
     thresholds: dict[str, int] | None = None
+    search: SearchSelection | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_search(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Profiles of the other arms serialise (and hash) exactly as before `search` existed."""
+        data = handler(self)
+        if data.get("search") is None:
+            data.pop("search", None)
+        return data
 
 
 class Profile(_Strict):

@@ -1,0 +1,428 @@
+"""Profile search (design §11): the head set with the best accuracy-bias trade-off, held out.
+
+    run_search(loaded, SearchOptions(...)) -> result (also written as pareto.json)
+
+1. Every probe is split by a hash of its file names (`split.py`); the search sees the search part.
+2. One forward pass per probe caches the direct-effect terms (`direct_cache.py`); a greedy or beam
+   search (`greedy.py`) adds, step by step, the head that most lowers the bias objective among
+   those that keep the accuracy constraint, up to `max_heads`: the best set of each size.
+3. Every point of that path is verified by true soft ablation (a full forward pass with the heads
+   mean-ablated) on the validation part: estimate and true are reported side by side.
+4. The paper's arms at the same sizes (high-CCS, low-CCS, random seeds) are measured on the same
+   validation part; all reported figures are validation figures with bootstrap intervals, and
+   paired intervals against the baseline (`bootstrap.py`).
+5. The chosen profile is the point with the lowest objective on the search part (the estimate the
+   search ranked by) among those that truly meet the constraint on the validation part, so its
+   bias figure is not selected on validation data; it and every path point are written as
+   profile YAMLs (arm `search`), with pareto.json and pareto.png (`pareto.py`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ccsclip.errors import InvalidInputError
+from ccsclip.fileio import sha256_file
+from ccsclip.heads.layers import parse_layers
+from ccsclip.heads.stats import load_means
+from ccsclip.models import LoadedModel
+from ccsclip.probeset import load_probe, read_probe_spec
+from ccsclip.profiles.bootstrap import Resampler
+from ccsclip.profiles.direct_cache import Head, build_cache
+from ccsclip.profiles.equal_size import arms_at
+from ccsclip.profiles.greedy import Constraint, PathPoint, Scorer, search_path
+from ccsclip.profiles.measure import Evaluator, with_intervals
+from ccsclip.profiles.pareto import pareto_flags, plot_pareto, write_pareto_json
+from ccsclip.profiles.schema import NAME_RE, parse_head_names
+from ccsclip.profiles.search_data import (
+    ProbeData,
+    check_accuracy_spec,
+    check_bias_spec,
+    check_k_fits,
+    load_accuracy_data,
+    load_bias_data,
+    probe_parts,
+)
+from ccsclip.profiles.search_profiles import write_search_profiles
+from ccsclip.profiles.split import Split
+from ccsclip.profiles.table import CcsTable, load_table
+
+RESULT_SCHEMA = "ccsclip/search/v1"
+NAME_RE_COMPILED = re.compile(NAME_RE)
+
+
+@dataclass
+class SearchOptions:
+    """What to search for and on what. `k=None` takes the largest K every bias probe lists."""
+
+    accuracy_probes: Sequence[Path]
+    bias_probes: Sequence[Path]
+    out: Path
+    attribute: str
+    k: int | None = None
+    means: Path | None = None
+    mode: str = "mean"
+    ccs_table: Path | None = None
+    layers: str | None = None
+    candidates: Sequence[str] = ()
+    constraint: Constraint = field(default_factory=Constraint)
+    beam: int = 1
+    verify_top: int = 0
+    split: Split = field(default_factory=Split)
+    replicates: int = 200
+    seed: int = 0
+    random_seeds: Sequence[int] = (0, 1, 2)
+    check_probes: Sequence[Path] = ()
+    name: str = "search"
+    batch_size: int = 256
+
+    def check(self) -> None:
+        """Cheap checks before a model is loaded: options, probe kinds, the attribute."""
+        _check_inputs(self)
+        for directory in self.accuracy_probes:
+            check_accuracy_spec(directory, read_probe_spec(directory))
+        for directory in self.bias_probes:
+            check_bias_spec(directory, read_probe_spec(directory), self.attribute)
+        k = _objective_k(self)
+        for directory in self.bias_probes:
+            probe = load_probe(directory)
+            check_k_fits(probe, probe_parts(probe, self.split), k)
+
+
+def _check_inputs(options: SearchOptions) -> None:
+    if not options.accuracy_probes:
+        raise InvalidInputError(
+            "give at least one accuracy probe (--probe): it sets the constraint"
+        )
+    if not options.bias_probes:
+        raise InvalidInputError(
+            "give at least one bias probe (--bias-probe): it sets the objective"
+        )
+    if options.mode not in ("mean", "zero"):
+        raise InvalidInputError(f"ablation mode {options.mode!r}: use mean or zero")
+    if options.mode == "mean" and options.means is None:
+        raise InvalidInputError(
+            "mean ablation needs --means (means.safetensors written by `ccsclip rank`)"
+        )
+    if not (NAME_RE_COMPILED.match(options.name) and len(options.name) <= 60):
+        raise InvalidInputError(
+            f"profile name {options.name!r}: use lower-case letters, digits, '.', '_' or '-'"
+        )
+    if options.replicates < 20:
+        raise InvalidInputError(f"--bootstrap {options.replicates}: use at least 20 resamples")
+
+
+def _objective_k(options: SearchOptions) -> int:
+    """The requested K, or the largest K every bias probe lists."""
+    if options.k is not None:
+        if options.k < 1:
+            raise InvalidInputError(f"--k must be at least 1, got {options.k}")
+        return options.k
+    common = None
+    for directory in options.bias_probes:
+        spec = read_probe_spec(directory)
+        ks = set(getattr(spec, "k", ()))
+        common = ks if common is None else common & ks
+    if not common:
+        raise InvalidInputError("the bias probes list no common K: choose one with --k")
+    return max(common)
+
+
+def _candidates(loaded: LoadedModel, options: SearchOptions, table: CcsTable | None) -> list[Head]:
+    spec = loaded.spec
+    if options.candidates:
+        heads = parse_head_names(list(options.candidates))
+        bad = [f"L{a}H{b}" for a, b in heads if a >= spec.layers or b >= spec.heads]
+        if bad:
+            raise InvalidInputError(
+                f"candidate heads {', '.join(bad)} do not exist (layers 0..{spec.layers - 1}, "
+                f"heads 0..{spec.heads - 1})"
+            )
+        return sorted(set(heads))
+    if options.layers is None and table is not None:
+        return sorted((row.layer, row.head) for row in table.heads)
+    layers = parse_layers(options.layers or f"last:{min(4, spec.layers)}", spec.layers)
+    return [(layer, head) for layer in layers for head in range(spec.heads)]
+
+
+def _load_probes(
+    loaded: LoadedModel, options: SearchOptions, k: int, split: Split | None, dirs
+) -> list[ProbeData]:
+    out = []
+    for directory in dirs:
+        spec = read_probe_spec(directory)
+        if spec.kind == "accuracy":
+            out.append(load_accuracy_data(loaded, directory, split))
+        else:
+            out.append(load_bias_data(loaded, directory, split, options.attribute, k))
+    return out
+
+
+def _names(heads: Sequence[Head]) -> list[str]:
+    return [f"L{layer}H{head}" for layer, head in heads]
+
+
+class _Run:
+    """State of one search run; each method is one stage of `run_search`."""
+
+    def __init__(self, loaded: LoadedModel, options: SearchOptions, progress: bool) -> None:
+        _check_inputs(options)
+        self.loaded, self.options, self.progress = loaded, options, progress
+        self.timing: dict[str, float] = {}
+        self.table = None
+        if options.ccs_table is not None:
+            self.table, _ = load_table(options.ccs_table, loaded.spec.weights_sha256)
+        self.means = None
+        if options.mode == "mean":
+            self.means = load_means(options.means)
+            self.means_sha256 = sha256_file(options.means)
+        self.k = _objective_k(options)
+        self.candidates = _candidates(loaded, options, self.table)
+        self.metric = f"maxskew@{self.k}"
+        self.base_stats = None  # the baseline's validation points and bootstrap replicates
+
+    def load(self) -> None:
+        o = self.options
+        start = time.perf_counter()
+        acc = [load_accuracy_data(self.loaded, d, o.split) for d in o.accuracy_probes]
+        bias = [load_bias_data(self.loaded, d, o.split, o.attribute, self.k) for d in o.bias_probes]
+        self.probes = acc + bias
+        ks = set.intersection(*(set(p.ks) for p in bias))
+        self.ks = sorted(ks)
+        self.timing["load_s"] = time.perf_counter() - start
+
+    def cache(self) -> None:
+        start = time.perf_counter()
+        model = self.loaded.model.eval()
+        self.caches = [
+            build_cache(model, p.images, self.candidates, self.means, self.options.batch_size)
+            for p in tqdm(self.probes, desc="cache", unit="probe", disable=not self.progress)
+        ]
+        self.timing["cache_s"] = time.perf_counter() - start
+
+    def search(self, ev: Evaluator) -> list[PathPoint]:
+        start = time.perf_counter()
+        scorer = Scorer(self.probes, self.caches, self.k)
+        o = self.options
+
+        def verify(heads: tuple[Head, ...]) -> tuple[float, float]:
+            points = ev.points(ev.true(heads, "search"), "search")
+            return points[self.metric], points["accuracy"]
+
+        path = search_path(
+            scorer,
+            o.constraint,
+            o.beam,
+            self.progress,
+            verify if o.verify_top else None,
+            o.verify_top,
+        )
+        self.search_forward_images = ev.forward_images
+        self.candidate_evaluations = scorer.evaluations
+        self.timing["search_s"] = time.perf_counter() - start
+        return path
+
+    def evaluator(self) -> Evaluator:
+        o = self.options
+        return Evaluator(
+            self.loaded.model,
+            self.probes,
+            self.ks,
+            o.mode,
+            self.means,
+            Resampler(o.replicates, o.seed),
+            self.caches,
+            o.batch_size,
+        )
+
+    def entry(self, ev: Evaluator, heads, name: str, arm: str, seed=None) -> dict[str, Any]:
+        """Measure one head set on the validation part: true (with intervals) and estimated."""
+        true = ev.true(heads, "validation")
+        est = ev.estimate(heads)
+        val_true = ev.points(true, "validation")
+        val_est = ev.points(est, "validation")
+        reps = ev.replicates(true, "validation")
+        entry: dict[str, Any] = {
+            "name": name,
+            "arm": arm,
+            "seed": seed,
+            "heads": _names(heads),
+            "n_heads": len(heads),
+            "validation": with_intervals(val_true, reps, self.base_stats),
+            "estimate": {"validation": val_est},
+            "gap": {m: val_est[m] - val_true[m] for m in val_true},
+        }
+        self._constraint_flags(entry)
+        if self.base_stats is None:
+            self.base_stats = (val_true, reps)
+        return entry
+
+    def _constraint_flags(self, entry: dict[str, Any]) -> None:
+        limit = self.options.constraint
+        value = entry["validation"]["accuracy"]["value"]
+        base = self.base_stats[0]["accuracy"] if self.base_stats else value
+        entry["accuracy_drop"] = {"validation": base - value}
+        entry["meets_constraint"] = {"validation": limit.allows(base, value)}
+
+
+def _choose(points: list[dict[str, Any]], metric: str) -> tuple[dict[str, Any] | None, str]:
+    feasible = [p for p in points if p["meets_constraint"]["validation"]]
+    if not feasible:
+        return None, "no searched head set meets the accuracy constraint on the validation part"
+    best = min(feasible, key=lambda p: (_search_value(p, metric), p["n_heads"]))
+    how = "true ablation" if "search" in best else "the search's estimate"
+    return best, (
+        f"lowest {metric} on the search part ({how}) among the "
+        f"{len(feasible)} path points that meet the accuracy constraint on the validation part "
+        "(true ablation): the bias figure of the choice is not selected on validation data"
+    )
+
+
+def _search_value(entry: dict[str, Any], metric: str) -> float:
+    """The search part's objective: true when the step was verified, else the estimate."""
+    return entry.get("search", entry["estimate"]["search"])[metric]
+
+
+def _verdict(chosen: dict[str, Any] | None, metric: str) -> dict[str, Any]:
+    if chosen is None:
+        return {"beats_baseline": False, "significant": False}
+    diff = chosen["validation"][metric]["minus_baseline"]
+    return {
+        "beats_baseline": diff["value"] < 0,
+        "significant": diff["high"] < 0,
+        "change": diff,
+    }
+
+
+def _check(run: _Run, chosen: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The chosen set against the baseline on probes of another world (whole probes)."""
+    o = run.options
+    if not o.check_probes or chosen is None:
+        return None
+    probes = _load_probes(run.loaded, o, run.k, None, o.check_probes)
+    bias = [p for p in probes if p.kind == "bias"]
+    ks = sorted(set.intersection(*(set(p.ks) for p in bias))) if bias else run.ks
+    ev = Evaluator(
+        run.loaded.model, probes, ks, o.mode, run.means, Resampler(o.replicates, o.seed + 1)
+    )
+    heads = parse_head_names(chosen["heads"])
+    base = ev.true([], "all")
+    base_points, base_reps = ev.points(base, "all"), ev.replicates(base, "all")
+    mine = ev.true(heads, "all")
+    points, reps = ev.points(mine, "all"), ev.replicates(mine, "all")
+    return {
+        "probes": [p.identity() for p in probes],
+        "baseline": with_intervals(base_points, base_reps),
+        "chosen": with_intervals(points, reps, (base_points, base_reps)),
+    }
+
+
+def run_search(
+    loaded: LoadedModel, options: SearchOptions, progress: bool = True
+) -> dict[str, Any]:
+    """Search, verify, compare, write profiles + pareto.json + pareto.png into `options.out`."""
+    run = _Run(loaded, options, progress)
+    run.load()
+    run.cache()
+    ev = run.evaluator()
+    path = run.search(ev)
+    start = time.perf_counter()
+    baseline = run.entry(ev, (), "baseline", "baseline")
+    run._constraint_flags(baseline)
+    baseline["estimate"]["search"] = {run.metric: path[0].objective, "accuracy": path[0].accuracy}
+    points = []
+    steps = tqdm(path[1:], desc="verify", unit="set", disable=not progress)
+    for point in steps:
+        name = f"{options.name}-h{len(point.heads)}"
+        entry = run.entry(ev, point.heads, name, "search")
+        entry["estimate"]["search"] = {run.metric: point.objective, "accuracy": point.accuracy}
+        if point.true_objective is not None:
+            entry["search"] = {run.metric: point.true_objective, "accuracy": point.true_accuracy}
+        points.append(entry)
+    run.timing["verify_s"] = time.perf_counter() - start
+    verify_images = ev.forward_images - run.search_forward_images
+    start = time.perf_counter()
+    arms = []
+    sizes = sorted({p["n_heads"] for p in points})
+    jobs = [
+        (n, *arm)
+        for n in sizes
+        for arm in arms_at(n, run.candidates, run.table, options.random_seeds)
+    ]
+    for n, arm, seed, heads in tqdm(jobs, desc="arms", unit="set", disable=not progress):
+        name = f"{arm}-n{n}" + (f"-s{seed}" if seed is not None else "")
+        arms.append(run.entry(ev, heads, name, arm, seed))
+    run.timing["arms_s"] = time.perf_counter() - start
+    front = [baseline, *points]
+    flags = pareto_flags(
+        [
+            (e["validation"]["accuracy"]["value"], e["validation"][run.metric]["value"])
+            for e in front
+        ]
+    )
+    for entry, flag in zip(front, flags, strict=True):
+        entry["pareto"] = flag
+    chosen, reason = _choose(points, run.metric)
+    result: dict[str, Any] = {
+        "schema": RESULT_SCHEMA,
+        "model": loaded.spec.to_dict(),
+        "objective": {
+            "metric": run.metric,
+            "attribute": options.attribute,
+            "k": run.k,
+            "definition": "mean over bias probes of the mean over queries of MaxSkew@K",
+            "reported_ks": run.ks,
+        },
+        "constraint": {
+            "max_accuracy_drop": options.constraint.max_accuracy_drop,
+            "max_heads": options.constraint.max_heads,
+            "accuracy": "mean zero-shot top-1 over the accuracy probes",
+        },
+        "method": {
+            "kind": "greedy" if options.beam == 1 else "beam",
+            "beam": options.beam,
+            "verify_top": options.verify_top,
+            "estimate": "direct effects in residual space, ln_post recomputed (design §11)",
+            "verification": f"true soft ablation ({options.mode}) of every reported point",
+            "candidates": _names(run.candidates),
+            "candidate_evaluations": run.candidate_evaluations,
+        },
+        "ablation": {
+            "mode": options.mode,
+            "means": str(options.means) if options.means else None,
+            "means_sha256": getattr(run, "means_sha256", None),
+        },
+        "split": options.split.to_dict(),
+        "probes": [p.identity() for p in run.probes],
+        "bootstrap": {
+            "replicates": options.replicates,
+            "seed": options.seed,
+            "interval": "estimate ± 1.96 bootstrap SE (images; queries too for MaxSkew)",
+            "paired": "minus_baseline uses the same resamples as the baseline",
+        },
+        "baseline": baseline,
+        "points": points,
+        "arms": arms,
+        "chosen": chosen,
+        "chosen_reason": reason,
+        **_verdict(chosen, run.metric),
+    }
+    result["check"] = _check(run, chosen)
+    result["timing"] = {
+        **run.timing,
+        "search_forward_images": run.search_forward_images,
+        "verify_forward_images": verify_images,
+        "total_forward_images": ev.forward_images,
+    }
+    options.out.mkdir(parents=True, exist_ok=True)
+    result["profiles"] = write_search_profiles(loaded, run, result, options.out / "profiles")
+    write_pareto_json(options.out / "pareto.json", result)
+    plot_pareto(result, options.out / "pareto.png")
+    return result
