@@ -322,31 +322,42 @@ def test_pod_stops_gracefully_with_calls_in_flight(pod):
     from ccsclip.v1 import ccsclip_pb2 as pb
     from ccsclip.v1 import ccsclip_pb2_grpc as pb_grpc
 
-    result: dict[str, Any] = {}
     pictures = _pictures(16) * 4  # 64 images, CCSCLIP_MAX_IMAGES_PER_REQUEST in the ConfigMap
     labels = [f"a label number {i}" for i in range(200)]
+    calls: list[tuple[float, float, str]] = []  # (started, answered, status) of every call
+    stopping = threading.Event()
 
-    def heavy_call() -> None:
+    def keep_calling() -> None:
+        """Back-to-back heavy calls until the server goes away: one is always in flight."""
         with grpc.insecure_channel(f"127.0.0.1:{pod.ports['grpc']}") as channel:
             stub = pb_grpc.CCSClipStub(channel)
-            try:
-                reply = stub.ZeroShot(
-                    pb.ZeroShotRequest(images=pictures, labels=labels), timeout=120
-                )
-                result["grpc"] = len(reply.results)
-            except grpc.RpcError as exc:
-                result["grpc"] = exc.code().name
-            result["grpc_at"] = time.monotonic()
+            while True:
+                started = time.monotonic()
+                try:
+                    reply = stub.ZeroShot(
+                        pb.ZeroShotRequest(images=pictures, labels=labels), timeout=120
+                    )
+                    status = "OK" if len(reply.results) == 64 else "SHORT"
+                except grpc.RpcError as exc:
+                    status = exc.code().name
+                calls.append((started, time.monotonic(), status))
+                if status != "OK" and stopping.is_set():
+                    return
 
-    caller = threading.Thread(target=heavy_call)
-    caller.start()
-    time.sleep(0.5)
+    callers = [threading.Thread(target=keep_calling) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    assert _wait_for(lambda: any(s == "OK" for _, _, s in calls), 60), calls
+    stopping.set()
     stop_sent = time.monotonic()
     code, elapsed = pod.stop("grpc")
-    caller.join(60)
-    assert result.get("grpc") == 64, f"{result}\n{pod.logs()}"
+    for caller in callers:
+        caller.join(60)
     assert code == 0 and elapsed < pod.grace, (code, elapsed, pod.logs())
-    assert result["grpc_at"] > stop_sent, "the call finished before the stop: not in flight"
+    before = [s for started, _, s in calls if started < stop_sent]
+    assert before and all(s == "OK" for s in before), f"{calls}\n{pod.logs()}"
+    drained = [s for started, answered, s in calls if started < stop_sent < answered]
+    assert drained, f"no call was in flight when the stop was sent: {calls}"
 
     # HTTP: a call whose body is held back is in flight while SIGTERM arrives
     body = json.dumps(
