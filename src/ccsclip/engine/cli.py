@@ -76,14 +76,7 @@ def index(
         raise typer.Exit(2)
     try:
         engine = Engine.load(bundle, intra_op_threads=threads, require_default=profile is None)
-        with Progress(
-            TextColumn("[bold]indexing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
+        with _bar() as bar:
             task = bar.add_task("index", total=None)
 
             def advance(done: int, total: int) -> None:
