@@ -196,18 +196,19 @@ def start_grpc(world: World, root: Path) -> Server:
     return Server("grpc", process, log, {"grpc": port, "metrics": metrics})
 
 
-def http_ready(server: Server) -> bool:
+def http_ready_at(port: int) -> bool:
+    """`/readyz` on localhost answers 200."""
     try:
-        url = f"http://127.0.0.1:{server.ports['http']}/readyz"
-        return httpx.get(url, timeout=2).status_code == 200
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
 
-def grpc_ready(server: Server) -> bool:
+def grpc_serving_at(port: int) -> bool:
+    """grpc.health.v1 on localhost says SERVING."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(f"127.0.0.1:{server.ports['grpc']}") as channel:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=2
@@ -215,6 +216,14 @@ def grpc_ready(server: Server) -> bool:
         except grpc.RpcError:
             return False
     return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def http_ready(server: Server) -> bool:
+    return http_ready_at(server.ports["http"])
+
+
+def grpc_ready(server: Server) -> bool:
+    return grpc_serving_at(server.ports["grpc"])
 
 
 def wait_ready(server: Server, check: Any, timeout: float = 180.0) -> None:

@@ -34,7 +34,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from k8s_helpers import require_kubectl  # noqa: E402
-from service_fixtures import free_port  # noqa: E402
+from service_fixtures import free_port, grpc_serving_at, http_ready_at  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,26 +200,6 @@ class Pod:
             self._cli("rm", "-f", "-t", "0", full, check=False)
 
 
-def _http_ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _grpc_ready(port: int) -> bool:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=2
-            )
-        except grpc.RpcError:
-            return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
-
-
 @pytest.fixture(scope="module")
 def pod(image, tmp_path_factory):
     pod = Pod(image, tmp_path_factory.mktemp("pod"))
@@ -229,9 +209,9 @@ def pod(image, tmp_path_factory):
         deadline = started + 300
         ready: dict[str, float] = {}
         while len(ready) < 2 and time.monotonic() < deadline:
-            if "http" not in ready and _http_ready(pod.ports["http"]):
+            if "http" not in ready and http_ready_at(pod.ports["http"]):
                 ready["http"] = time.monotonic() - started
-            if "grpc" not in ready and _grpc_ready(pod.ports["grpc"]):
+            if "grpc" not in ready and grpc_serving_at(pod.ports["grpc"]):
                 ready["grpc"] = time.monotonic() - started
             time.sleep(0.25)
         assert len(ready) == 2, f"not ready after 300 s: {ready}\n{pod.logs()}"
