@@ -1,4 +1,4 @@
-"""Export bundles (design §6, §7): written atomically, hash-checked, parity-checked, verifiable.
+"""Export bundles (docs/design.md §6, §7): atomic, hash-checked, parity-checked, verifiable.
 
 One bundle of the tiny random-init model is exported once per module (zero and mean profiles,
 fp16 and int8 copies, an accuracy probe) and copied by the tests that tamper with it.

@@ -1,4 +1,4 @@
-"""The export bundle's manifest (design §7): the one contract between the offline and online halves.
+"""The export bundle's manifest (docs/design.md §7): the contract between offline and online.
 
 Torch-free. A bundle directory holds `manifest.json`, `text.onnx` (the text tower is never
 pruned), one `image-<profile>.onnx` per profile and `tokenizer.json`. Every file is listed with its

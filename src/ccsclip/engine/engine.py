@@ -1,4 +1,4 @@
-"""The torch-free serving engine (design §8): one bundle, one onnxruntime session per profile.
+"""The torch-free serving engine (docs/design.md §8): one bundle, one ONNX session per profile.
 
 What it does and why:
 
@@ -14,7 +14,7 @@ What it does and why:
 * onnxruntime's `InferenceSession.run` is thread-safe; the only shared mutable state is the text
   cache, guarded by a lock. Transports may call the engine from many threads.
 * `embed_images_grouped` runs a mixed-profile batch as one onnxruntime call per profile: batchable
-  BentoML APIs take one argument, so each item carries its own profile (design §8).
+  BentoML APIs take one argument, so each item carries its own profile (docs/design.md §8).
 
 Nothing here imports torch or open_clip (a test checks `sys.modules` in a fresh interpreter).
 """

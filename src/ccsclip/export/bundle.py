@@ -1,4 +1,4 @@
-"""Write and verify a serving bundle (design §6, §7): profiles + model -> checked ONNX files.
+"""Write and verify a serving bundle (docs/design.md §6, §7): profiles + model -> checked ONNX.
 
 The code is split by job: `bundle_write` (export_bundle), `bundle_verify` (check_bundle,
 verify_bundle) and `parity` (what both compute); this module keeps the public names.

@@ -1,4 +1,4 @@
-"""Write a serving bundle (design §6, §7): profiles + model -> checked ONNX files.
+"""Write a serving bundle (docs/design.md §6, §7): profiles + model -> checked ONNX files.
 
 See `ccsclip.export.bundle` for the whole story; verifying lives in `bundle_verify`.
 """

@@ -62,7 +62,7 @@ def collect_statistics(
             "n_skipped": len(skipped),
             "skipped": skipped[:100],
         },
-        "decomposition": "exact per-term centring (design §3)",
+        "decomposition": "exact per-term centring (docs/design.md §3)",
         "world_size": world,
     }
     return moments, means, meta

@@ -1,4 +1,4 @@
-"""Exact direct-effect decomposition of a ViT image embedding into per-head terms (design §3).
+"""Exact direct-effect decomposition of a ViT image embedding into head terms (docs/design.md §3).
 
 With r the final residual at the class token, r = e + sum_l (a_l + m_l), and a_l split into
 head terms c_lh = ls_1 * (z[l,h,CLS] @ W_O[:, h]^T) plus ls_1 * b_O. Freezing sigma(r), ln_post is

@@ -1,4 +1,4 @@
-"""Streaming statistics of head contributions and head outputs (design §3).
+"""Streaming statistics of head contributions and head outputs (docs/design.md §3).
 
 Per analysed head: n, s = sum c and S = sum c c^T of its direct contribution c (float64), the only
 inputs TextSpan needs. Per layer, head and position: the mean head output z, the ablation means.

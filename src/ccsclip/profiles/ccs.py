@@ -1,4 +1,4 @@
-"""CCS per head (design §5) and its null distribution.
+"""CCS per head (docs/design.md §5) and its null distribution.
 
 For each analysed head: TextSpan's top-m descriptions, a judge's concept label and per-description
 consistency, CCS = number consistent. A CCS means little without its null: with few concepts in a

@@ -1,7 +1,8 @@
 """Per-image direct-effect cache in residual space: the first-order estimate of an ablation.
 
-With r the final residual at the class token and c_lh the direct term of head (l, h) (design §3:
-ls_1 * z[l,h,CLS] @ W_O[:, h]^T), mean-ablating a set A changes the direct path to
+With r the final residual at the class token and c_lh the direct term of head (l, h)
+(docs/design.md §3: ls_1 * z[l,h,CLS] @ W_O[:, h]^T), mean-ablating a set A changes the direct
+path to
 
     r' = r - sum_{(l,h) in A} (c_lh - mu_lh)
 

@@ -1,4 +1,4 @@
-"""Pruning profile YAML (design §7): which heads to ablate, how, and where the choice came from.
+"""Pruning profile YAML (docs/design.md §7): which heads to ablate, how, and why they were chosen.
 
 Torch-free: the exporter and any tool can read and validate profiles without a model. Unknown
 fields are rejected; heads are checked against a model spec and ablation means by hash on use.

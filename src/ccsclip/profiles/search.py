@@ -1,4 +1,4 @@
-"""Profile search (design §11): the head set with the best accuracy-bias trade-off, held out.
+"""Profile search (docs/design.md §11): the head set with the best accuracy-bias trade-off.
 
     run_search(loaded, SearchOptions(...)) -> result (also written as pareto.json)
 
@@ -389,7 +389,7 @@ def run_search(
             "kind": "greedy" if options.beam == 1 else "beam",
             "beam": options.beam,
             "verify_top": options.verify_top,
-            "estimate": "direct effects in residual space, ln_post recomputed (design §11)",
+            "estimate": "direct effects in residual space, ln_post recomputed (docs/design.md §11)",
             "verification": f"true soft ablation ({options.mode}) of every reported point",
             "candidates": _names(run.candidates),
             "candidate_evaluations": run.candidate_evaluations,

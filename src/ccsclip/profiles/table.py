@@ -1,4 +1,4 @@
-"""`ccs.json` (design §7): the CCS table, its schema, and its CSV and heatmap companions."""
+"""`ccs.json` (docs/design.md §7): the CCS table, its schema, and its CSV and heatmap companions."""
 
 from __future__ import annotations
 
