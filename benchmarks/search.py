@@ -60,8 +60,8 @@ def phase_search(args) -> dict:
     import torch
 
     from ccsclip.models import load_model
-    from ccsclip.profiles.greedy import Constraint
-    from ccsclip.profiles.search import SearchOptions, run_search
+    from ccsclip.profiles.search.greedy import Constraint
+    from ccsclip.profiles.search.run import SearchOptions, run_search
 
     torch.set_num_threads(args.threads)
     loaded = load_model("ViT-B-32")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ccsclip.errors import InvalidInputError
+from ccsclip.profiles.rank.table import CcsTable, HeadRow
 from ccsclip.profiles.schema import (
     Profile,
     ProfileAblation,
@@ -25,7 +26,6 @@ from ccsclip.profiles.schema import (
     ProfileSelection,
     parse_head_names,
 )
-from ccsclip.profiles.table import CcsTable, HeadRow
 
 DEFAULT_ARMS = ("baseline", "high-ccs", "low-ccs", "low-matched", "random")
 

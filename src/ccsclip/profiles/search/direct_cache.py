@@ -11,7 +11,8 @@ constant the exporter folds (§6). The embedding is ln_post(r') @ proj, re-norma
 ln_post's mean and scale recomputed from r' (which is why the terms stay in residual space D, not
 in embedding space E). The cache holds r and every candidate's delta c_lh - mu_lh per image, so
 scoring a head set costs a few matrix operations. What it leaves out are the indirect effects of
-a head through later layers; `ccsclip.profiles.direct_only` computes exactly what it models.
+a head through later layers; the test-only `tests/direct_only.py` computes exactly what it
+models.
 """
 
 from __future__ import annotations

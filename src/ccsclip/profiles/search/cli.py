@@ -72,9 +72,9 @@ def search(
     """Search head sets that lower bias within an accuracy constraint; verify, compare, write."""
     from ccsclip.errors import CcsclipError
     from ccsclip.models import load_model
-    from ccsclip.profiles.greedy import Constraint
-    from ccsclip.profiles.search import SearchOptions, run_search
-    from ccsclip.profiles.split import Split
+    from ccsclip.profiles.search.greedy import Constraint
+    from ccsclip.profiles.search.run import SearchOptions, run_search
+    from ccsclip.profiles.search.split import Split
 
     options = SearchOptions(
         accuracy_probes=probes,

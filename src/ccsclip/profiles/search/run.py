@@ -34,14 +34,11 @@ from ccsclip.heads.layers import parse_layers
 from ccsclip.heads.stats import load_means
 from ccsclip.models import LoadedModel
 from ccsclip.probeset import load_probe, read_probe_spec
-from ccsclip.profiles.bootstrap import Resampler
-from ccsclip.profiles.direct_cache import Head, build_cache
-from ccsclip.profiles.equal_size import arms_at
-from ccsclip.profiles.greedy import Constraint, PathPoint, Scorer, search_path
-from ccsclip.profiles.measure import Evaluator, with_intervals
-from ccsclip.profiles.pareto import pareto_flags, plot_pareto, write_pareto_json
+from ccsclip.profiles.rank.table import CcsTable, load_table
 from ccsclip.profiles.schema import NAME_RE, parse_head_names
-from ccsclip.profiles.search_data import (
+from ccsclip.profiles.search.baselines import arms_at
+from ccsclip.profiles.search.bootstrap import Resampler
+from ccsclip.profiles.search.data import (
     ProbeData,
     check_accuracy_spec,
     check_bias_spec,
@@ -50,9 +47,12 @@ from ccsclip.profiles.search_data import (
     load_bias_data,
     probe_parts,
 )
-from ccsclip.profiles.search_profiles import write_search_profiles
-from ccsclip.profiles.split import Split
-from ccsclip.profiles.table import CcsTable, load_table
+from ccsclip.profiles.search.direct_cache import Head, build_cache
+from ccsclip.profiles.search.greedy import Constraint, PathPoint, Scorer, search_path
+from ccsclip.profiles.search.measure import Evaluator, with_intervals
+from ccsclip.profiles.search.pareto import pareto_flags, plot_pareto, write_pareto_json
+from ccsclip.profiles.search.profiles import write_search_profiles
+from ccsclip.profiles.search.split import Split
 
 RESULT_SCHEMA = "ccsclip/search/v1"
 NAME_RE_COMPILED = re.compile(NAME_RE)

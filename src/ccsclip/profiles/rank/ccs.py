@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 
 from ccsclip.heads.stats import HeadMoments
 from ccsclip.heads.variance import head_variances
-from ccsclip.profiles.judges.base import Description
-from ccsclip.profiles.pool import DescriptionPool
-from ccsclip.profiles.textspan import HeadSpace, SpanPick, head_spaces, span_in_space
+from ccsclip.profiles.rank.judges.base import Description
+from ccsclip.profiles.rank.pool import DescriptionPool
+from ccsclip.profiles.rank.textspan import HeadSpace, SpanPick, head_spaces, span_in_space
 
 
 @dataclass(frozen=True)
