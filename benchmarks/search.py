@@ -87,13 +87,13 @@ def phase_search(args) -> dict:
         progress=False,
     )
     total = time.perf_counter() - start
-    probes = result["probes"]
+    probes = result.probes
     return {
         "total_s": total,
-        "timing": result["timing"],
-        "candidate_evaluations": result["method"]["candidate_evaluations"],
-        "candidates": len(result["method"]["candidates"]),
-        "points": len(result["points"]),
+        "timing": result.timing,
+        "candidate_evaluations": result.method.candidate_evaluations,
+        "candidates": len(result.method.candidates),
+        "points": len(result.points),
         "images": sum(p["images"]["all"] for p in probes),
         "search_images": sum(p["images"]["search"] for p in probes),
         "validation_images": sum(p["images"]["validation"] for p in probes),
