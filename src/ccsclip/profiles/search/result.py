@@ -115,7 +115,8 @@ class Method:
             "kind": self.kind,
             "beam": self.beam,
             "verify_top": self.verify_top,
-            "estimate": "direct effects in residual space, ln_post recomputed (docs/design.md §11)",
+            # docs/design.md §11; the value is kept as earlier pareto.json files have it
+            "estimate": "direct effects in residual space, ln_post recomputed (design §11)",
             "verification": f"true soft ablation ({self.mode}) of every reported point",
             "candidates": list(self.candidates),
             "candidate_evaluations": self.candidate_evaluations,
