@@ -7,30 +7,26 @@ sha256; the engine refuses files whose hash does not match.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 from ccsclip.fileio import sha256_file
+from ccsclip.strict import Strict, read_json_model
 
 SCHEMA = "ccsclip/bundle/v1"
 MANIFEST = "manifest.json"
 PROFILE_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FileRef(_Strict):
+class FileRef(Strict):
     file: str = Field(pattern=r"^[A-Za-z0-9._-]+$")  # a bare file name inside the bundle
     sha256: str = Field(min_length=64, max_length=64)
 
 
-class BundleModel(_Strict):
+class BundleModel(Strict):
     name: str
     pretrained: str | None = None
     weights_sha256: str
@@ -81,7 +77,7 @@ class ProfileEntry(FileRef):
     base_profile: str | None = None  # the fp32 profile a reduced-precision entry was made from
 
 
-class Manifest(_Strict):
+class Manifest(Strict):
     schema_: Literal["ccsclip/bundle/v1"] = Field(SCHEMA, alias="schema")
     created_by: str
     model: BundleModel
@@ -92,8 +88,6 @@ class Manifest(_Strict):
     profiles: dict[str, ProfileEntry]
     parity_tolerance: float = 1e-4
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
     def files(self) -> list[FileRef]:
         return [self.tokenizer, self.text, *self.profiles.values()]
 
@@ -101,12 +95,12 @@ class Manifest(_Strict):
 def read_manifest(bundle: str | Path) -> Manifest:
     """Parse and validate manifest.json (no file hashes checked: see `verify_files`)."""
     path = Path(bundle) / MANIFEST
-    if not path.is_file():
-        raise NotFoundError(f"{str(bundle)!r} is not a ccsclip bundle: {MANIFEST} is missing")
-    try:
-        manifest = Manifest.model_validate(json.loads(path.read_text("utf-8")))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise InvalidInputError(f"{path} is not a valid bundle manifest ({SCHEMA}): {exc}") from exc
+    manifest = read_json_model(
+        path,
+        Manifest,
+        f"bundle manifest ({SCHEMA})",
+        f"{str(bundle)!r} is not a ccsclip bundle: {MANIFEST} is missing",
+    )
     if manifest.default_profile not in manifest.profiles:
         raise InvalidInputError(
             f"{path}: default_profile {manifest.default_profile!r} is not one of "

@@ -29,13 +29,12 @@ from ccsclip.profiles.rank.table import (
     CcsTable,
     DescriptionRow,
     HeadRow,
-    ModelIdentity,
     PoolIdentity,
     Thresholds,
     bucket,
     write_table,
 )
-from ccsclip.profiles.schema import Profile, write_profile
+from ccsclip.profiles.schema import ModelIdentity, Profile, write_profile
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Any
 from ccsclip.fileio import sha256_file
 from ccsclip.models import LoadedModel
 from ccsclip.profiles.schema import (
+    ModelIdentity,
     Profile,
     ProfileAblation,
     ProfileHead,
-    ProfileModel,
     ProfileSelection,
     SearchProbe,
     SearchSelection,
@@ -61,7 +61,7 @@ def search_profile(
     table = result.ccs_table
     return Profile(
         name=name,
-        model=ProfileModel(
+        model=ModelIdentity(
             name=spec.name, pretrained=spec.pretrained, weights_sha256=spec.weights_sha256
         ),
         ablation=ProfileAblation(
