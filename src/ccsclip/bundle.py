@@ -7,10 +7,11 @@ sha256; the engine refuses files whose hash does not match.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 from ccsclip.fileio import sha256_file
@@ -56,6 +57,35 @@ class TextRef(FileRef):
     dynamic_length: bool = False
 
 
+class ProfileSource(Strict):
+    """Where a profile came from, without machine paths (the manifest ships in Bentos and images).
+
+    `path` is the profile file relative to the bundle folder ('/'-separated) when the file lies
+    under the bundle folder's parent (as `make demo` lays them out), else None. Manifests written
+    before this record the absolute path as a plain string instead; they still load.
+    """
+
+    name: str
+    sha256: str = Field(min_length=64, max_length=64)  # of the profile (Profile.sha256)
+    path: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, path: str | None) -> str | None:
+        if path is not None and (PurePosixPath(path).is_absolute() or "\\" in path):
+            raise ValueError(f"source path {path!r} must be relative to the bundle folder")
+        return path
+
+
+def profile_source(name: str, sha256: str, profile_file: Path, bundle: Path) -> ProfileSource:
+    """The provenance of a profile exported from `profile_file` into the bundle at `bundle`."""
+    file, root = Path(profile_file).resolve(), Path(bundle).resolve()
+    path = None
+    if file.is_relative_to(root.parent):
+        path = PurePosixPath(Path(os.path.relpath(file, root))).as_posix()
+    return ProfileSource(name=name, sha256=sha256, path=path)
+
+
 class ProfileEntry(FileRef):
     """One image tower: a baked pruning profile."""
 
@@ -73,7 +103,7 @@ class ProfileEntry(FileRef):
     opset: int
     input: str = "pixel_values"
     output: str = "embeddings"
-    source: str | None = None  # where the profile came from (arm, table)
+    source: ProfileSource | str | None = None  # str: an absolute path (older manifests)
     base_profile: str | None = None  # the fp32 profile a reduced-precision entry was made from
 
 
@@ -90,6 +120,14 @@ class Manifest(Strict):
 
     def files(self) -> list[FileRef]:
         return [self.tokenizer, self.text, *self.profiles.values()]
+
+
+def source_file(bundle: str | Path, entry: ProfileEntry) -> Path | None:
+    """The profile file an entry was exported from, when the manifest says where it is."""
+    source = entry.source
+    if isinstance(source, ProfileSource):
+        return None if source.path is None else Path(bundle) / source.path
+    return Path(source) if source else None
 
 
 def read_manifest(bundle: str | Path) -> Manifest:
