@@ -15,10 +15,10 @@ import random
 
 import numpy as np
 
-from ccsclip.profiles.judges.base import Description
-from ccsclip.profiles.judges.embedding import EmbeddingJudge, load_vocabulary, minilm_encoder
-from ccsclip.profiles.judges.tags import TagsJudge
-from ccsclip.profiles.pool import load_pool
+from ccsclip.profiles.rank.judges.base import Description
+from ccsclip.profiles.rank.judges.embedding import EmbeddingJudge, load_vocabulary, minilm_encoder
+from ccsclip.profiles.rank.judges.tags import TagsJudge
+from ccsclip.profiles.rank.pool import load_pool
 
 
 def synthetic_heads(pool, count: int, seed: int) -> list[list[Description]]:
@@ -53,7 +53,7 @@ def main() -> None:
         encoder, name = minilm_encoder(), "all-MiniLM-L6-v2"
     else:
         from ccsclip.models import load_model
-        from ccsclip.profiles.embed import clip_text_encoder
+        from ccsclip.profiles.rank.embed import clip_text_encoder
 
         encoder, name = clip_text_encoder(load_model(args.model, args.pretrained)), args.model
     vocabulary = {c: d for c, d in load_vocabulary().items() if c in set(pool.concepts)}

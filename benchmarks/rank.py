@@ -139,9 +139,9 @@ def compare_full_context(args, out: Path) -> None:
 
     from ccsclip.heads.stats import load_statistics
     from ccsclip.models import load_model
-    from ccsclip.profiles.embed import encode_texts
-    from ccsclip.profiles.pool import load_pool
-    from ccsclip.profiles.textspan import textspan_from_moments
+    from ccsclip.profiles.rank.embed import encode_texts
+    from ccsclip.profiles.rank.pool import load_pool
+    from ccsclip.profiles.rank.textspan import textspan_from_moments
 
     loaded = load_model(args.model)
     pool = load_pool(args.pool)

@@ -60,8 +60,8 @@ def phase_search(args) -> dict:
     import torch
 
     from ccsclip.models import load_model
-    from ccsclip.profiles.greedy import Constraint
-    from ccsclip.profiles.search import SearchOptions, run_search
+    from ccsclip.profiles.search.greedy import Constraint
+    from ccsclip.profiles.search.run import SearchOptions, run_search
 
     torch.set_num_threads(args.threads)
     loaded = load_model("ViT-B-32")
@@ -87,13 +87,13 @@ def phase_search(args) -> dict:
         progress=False,
     )
     total = time.perf_counter() - start
-    probes = result["probes"]
+    probes = result.probes
     return {
         "total_s": total,
-        "timing": result["timing"],
-        "candidate_evaluations": result["method"]["candidate_evaluations"],
-        "candidates": len(result["method"]["candidates"]),
-        "points": len(result["points"]),
+        "timing": result.timing,
+        "candidate_evaluations": result.method.candidate_evaluations,
+        "candidates": len(result.method.candidates),
+        "points": len(result.points),
         "images": sum(p["images"]["all"] for p in probes),
         "search_images": sum(p["images"]["search"] for p in probes),
         "validation_images": sum(p["images"]["validation"] for p in probes),

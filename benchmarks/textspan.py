@@ -29,7 +29,7 @@ def chunks(size=256):
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 if variant == "moments":
-    from ccsclip.profiles.textspan import textspan_from_moments
+    from ccsclip.profiles.rank.textspan import textspan_from_moments
     s = torch.zeros(e, dtype=torch.float64); S = torch.zeros(e, e, dtype=torch.float64)
     for c in chunks():
         c = torch.from_numpy(c); s += c.sum(0); S += c.T @ c

@@ -28,10 +28,10 @@ SINGLES_PER_CONCEPT = 120
 MIN_WORDS, MAX_WORDS = 2, 10
 
 try:
-    from ccsclip.profiles.pool import normalise_key, write_pool
+    from ccsclip.profiles.rank.pool import normalise_key, write_pool
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(ROOT / "src"))
-    from ccsclip.profiles.pool import normalise_key, write_pool
+    from ccsclip.profiles.rank.pool import normalise_key, write_pool
 
 
 @dataclass(frozen=True)

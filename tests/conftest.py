@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -10,6 +13,13 @@ from PIL import Image
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Caches of text embeddings and LLM answers in a folder of this test process (each pytest-xdist
+# worker has its own), never the user's ~/.cache: every run computes what it tests, and parallel
+# workers share no fixed path.
+_CACHE = tempfile.mkdtemp(prefix="ccsclip-test-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ.setdefault("CCSCLIP_CACHE", os.path.join(_CACHE, "embeddings"))
+os.environ.setdefault("CCSCLIP_LLM_CACHE", os.path.join(_CACHE, "llm"))
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Export bundles (design §6, §7): written atomically, hash-checked, parity-checked, verifiable.
+"""Export bundles (docs/design.md §6, §7): atomic, hash-checked, parity-checked, verifiable.
 
 One bundle of the tiny random-init model is exported once per module (zero and mean profiles,
 fp16 and int8 copies, an accuracy probe) and copied by the tests that tamper with it.
@@ -18,7 +18,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ccsclip.bundle import MANIFEST, read_manifest, verify_files
+from ccsclip.bundle import (
+    MANIFEST,
+    ProfileSource,
+    profile_source,
+    read_manifest,
+    verify_files,
+)
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 from ccsclip.export.bundle import REDUCED_TOLERANCE, check_bundle, export_bundle, verify_bundle
 from ccsclip.export.onnx_export import export_image_tower, onnx_metadata
@@ -80,7 +86,8 @@ def setup(tiny, tmp_path_factory):
 
 
 def _copy(setup, tmp_path) -> Path:
-    target = tmp_path / "copy"
+    """A copy beside the original, so the profiles' relative provenance still resolves."""
+    target = setup["root"] / f"copy-{tmp_path.name}"
     shutil.copytree(setup["bundle"], target)
     return target
 
@@ -143,7 +150,8 @@ def test_onnx_metadata_names_profile_and_hash(setup):
         assert json.loads(meta["heads_removed"]) == [h.name for h in profile.heads]
         assert meta["mode"] == profile.ablation.mode
         assert meta["weights_sha256"] == manifest.model.weights_sha256
-        assert entry.source == str(path.resolve())
+        assert entry.source.name == profile.name and entry.source.sha256 == profile.sha256
+        assert (bundle / entry.source.path).resolve() == Path(path).resolve()
     assert onnx_metadata(bundle / "image-few-int8.onnx")["profile"] == "few-int8"
 
 
@@ -219,7 +227,8 @@ def test_refuses_above_tolerance_and_keeps_existing_bundle(setup, tiny, tmp_path
     with pytest.raises(IntegrityError, match="tolerance"):
         export_bundle(tiny, [few], tmp_path / "fresh", tolerance=0.0, progress=False)
     assert not (tmp_path / "fresh").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no temp dirs left
+    assert list(tmp_path.iterdir()) == []  # no temp dirs left, beside either target
+    assert not list(out.parent.glob(f".{out.name}.*"))
 
 
 def test_refuses_bad_requests_before_writing(setup, tiny, tmp_path):
@@ -332,6 +341,31 @@ def test_verify_catches_swapped_file_and_other_weights(setup, tmp_path):
     problems = verify_bundle(bundle, images=2)
     assert any("metadata profile='baseline'" in p for p in problems), problems
     assert any("other weights" in p for p in problems), problems
+
+
+def test_manifest_holds_no_machine_path(setup):
+    """Provenance is a name, a hash and a path relative to the bundle: nothing of this machine."""
+    text = (setup["bundle"] / MANIFEST).read_text()
+    assert str(setup["root"]) not in text and str(setup["root"].resolve()) not in text
+    far = profile_source("p", "0" * 64, Path("/elsewhere/p.yaml"), setup["bundle"])
+    assert far.path is None  # not beside the bundle: no path at all
+    with pytest.raises(ValueError, match="relative"):
+        ProfileSource(name="p", sha256="0" * 64, path="/abs/p.yaml")
+
+
+def test_old_manifest_with_an_absolute_source_still_loads_and_verifies(setup, tmp_path):
+    """Manifests written before relative provenance hold the profile's absolute path."""
+    target = tmp_path / "old"
+    shutil.copytree(setup["bundle"], target)  # far from the profiles: relative paths break
+    path = dict((p.name, q) for p, q in setup["profiles"])["few-mean"]
+
+    def edit(data):
+        data["profiles"]["few-mean"]["source"] = str(Path(path).resolve())
+
+    _edit_manifest(target, edit)
+    assert read_manifest(target).profiles["few-mean"].source == str(Path(path).resolve())
+    rows = {row.name: row for row in check_bundle(target, images=2).rows}
+    assert rows["few-mean"].reference == "torch:profile"  # found by its old absolute path
 
 
 def test_verify_mean_profile_without_its_file_falls_back(setup, tmp_path):

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from ccsclip.engine.engine import Engine
-from ccsclip.engine.gallery import build_gallery, load_gallery, read_image
+from ccsclip.engine.gallery import build_gallery, check_gallery, load_gallery, read_image
 from ccsclip.engine.probes import prepare_probe, run_probe
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 
@@ -96,7 +96,10 @@ def test_engine_modules_never_import_torch(bundle, world):
         from ccsclip.engine.probes import run_probe
         engine = Engine.load({str(bundle)!r}, intra_op_threads=1)
         image = Image.open({str(world / "gallery" / "g00000.png")!r})
-        top = engine.zero_shot([image], ["circle", "square"], top_k=2)
+        probs = engine.probabilities(
+            engine.embed_images([image]), engine.class_embeddings(["circle", "square"])
+        )
+        top = probs.tolist()
         result = run_probe(engine, {str(world / "accuracy-shape")!r})
         bad = sorted(m for m in sys.modules if m.split(".")[0] in
                      ("torch", "open_clip", "torchvision"))
@@ -109,7 +112,7 @@ def test_engine_modules_never_import_torch(bundle, world):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["bad"] == []
-    assert [label for label, _ in report["top"][0]] and 0 <= report["accuracy"] <= 1
+    assert sum(report["top"][0]) == pytest.approx(1.0) and 0 <= report["accuracy"] <= 1
 
 
 # --------------------------------------------------------------------------- parity with torch
@@ -137,50 +140,34 @@ def test_text_embeddings_match_torch(engine, tiny):
         engine.embed_texts(["ok", 3])
 
 
-def test_zero_shot_matches_torch_softmax(engine, tiny, pictures):
+def test_zero_shot_probabilities_match_torch_softmax(engine, tiny, pictures):
+    """What the service's zero-shot computes from: class embeddings and softmax probabilities."""
     from ccsclip.zeroshot import class_embeddings
 
     labels = ["circle", "square", "triangle", "red cross"]
     templates = ["a {}", "a photo of a {}."]
-    result = engine.zero_shot(pictures, labels, templates, profile=PRUNED, top_k=len(labels))
     with torch.no_grad():
         classes = class_embeddings(tiny.model, tiny.tokenizer, labels, templates).numpy()
-    np.testing.assert_allclose(engine.class_embeddings(labels, templates), classes, atol=TOL)
+    got_classes = engine.class_embeddings(labels, templates)
+    np.testing.assert_allclose(got_classes, classes, atol=TOL)
+    probs = engine.probabilities(engine.embed_images(pictures, PRUNED), got_classes)
     images = _torch_images(tiny, pictures, PRUNED_HEADS)
     logits = float(tiny.model.logit_scale.detach().exp()) * images @ classes.T
     expected = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
-    assert len(result) == len(pictures)
-    for row, probs in zip(result, expected, strict=True):
-        assert sum(p for _, p in row) == pytest.approx(1.0, abs=1e-9)
-        assert [p for _, p in row] == sorted((p for _, p in row), reverse=True)
-        got = dict(row)
-        np.testing.assert_allclose([got[label] for label in labels], probs, atol=TOL)
-    top1 = engine.zero_shot(pictures[:2], labels, templates, PRUNED, top_k=1)
-    assert [len(row) for row in top1] == [1, 1] and top1[0][0] == result[0][0]
+    assert probs.shape == (len(pictures), len(labels)) and probs.dtype == np.float64
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(probs, expected, atol=TOL)
     # default templates are the bundle's ('a photo of a {}.')
-    assert engine.zero_shot(pictures[:1], labels) == engine.zero_shot(
-        pictures[:1], labels, ["a photo of a {}."]
+    np.testing.assert_array_equal(
+        engine.class_embeddings(labels), engine.class_embeddings(labels, ["a photo of a {}."])
     )
 
 
-def test_zero_shot_refuses_bad_requests(engine, pictures):
+def test_class_embeddings_refuse_bad_templates_and_labels(engine):
     with pytest.raises(InvalidInputError, match="exactly one"):
-        engine.zero_shot(pictures[:1], ["a", "b"], ["no slot"])
-    with pytest.raises(InvalidInputError, match="unique"):
-        engine.zero_shot(pictures[:1], ["a", "a"])
-    with pytest.raises(InvalidInputError, match="top_k"):
-        engine.zero_shot(pictures[:1], ["a", "b"], top_k=0)
-
-
-def test_grouped_batch_equals_per_profile_embeddings(engine, pictures):
-    profiles = [PRUNED, None, PRUNED, DEFAULT, None, PRUNED]
-    items = list(zip(pictures[:6], profiles, strict=True))
-    got = engine.embed_images_grouped(items)
-    assert len(got) == 6
-    for (image, profile), vector in zip(items, got, strict=True):
-        np.testing.assert_allclose(vector, engine.embed_images([image], profile)[0], atol=1e-6)
-    with pytest.raises(NotFoundError, match="nope"):
-        engine.embed_images_grouped([(pictures[0], DEFAULT), (pictures[1], "nope")])
+        engine.class_embeddings(["a", "b"], ["no slot"])
+    with pytest.raises(InvalidInputError, match="non-empty list"):
+        engine.class_embeddings([])
 
 
 # --------------------------------------------------------------------------- profiles, integrity
@@ -196,8 +183,8 @@ def test_profiles_and_unknown_profile(engine):
     assert engine.resolve_profile(None) == DEFAULT and engine.resolve_profile(PRUNED) == PRUNED
     with pytest.raises(NotFoundError, match=r"'nope'.*baseline.*pruned"):
         engine.resolve_profile("nope")
-    info = engine.model_info()
-    assert info.name == "ccsclip-tiny" and info.available_profiles == [DEFAULT, PRUNED]
+    assert engine.manifest.model.name == "ccsclip-tiny"
+    assert engine.available_profiles() == [DEFAULT, PRUNED]
 
 
 def test_tampered_profile_is_unavailable_and_tampered_default_stops_start(bundle, tmp_path):
@@ -348,19 +335,18 @@ def test_gallery_search_is_exact_top_k(gallery):
 
 
 def test_retrieval_queries(engine, gallery, image_dir):
+    """Image and text queries as the service runs them: embed, then search the gallery."""
     target = gallery.ids[7]
-    hits = engine.image_to_image(read_image(image_dir / target), gallery, k=3)
+    check_gallery(gallery, engine, require_profile=True)
+    query = engine.embed_images([read_image(image_dir / target)], gallery.profile)[0]
+    hits = gallery.search(query, 3)
     assert hits[0][0] == target and hits[0][1] == pytest.approx(1.0, abs=1e-5)
     assert hits[0][1] >= hits[1][1] >= hits[2][1]
-    with pytest.raises(InvalidInputError, match="not comparable"):
-        engine.image_to_image(read_image(image_dir / target), gallery, k=3, profile=DEFAULT)
-    text_hits = engine.text_to_image("a red circle", gallery, k=4)
-    assert text_hits == gallery.search(engine.embed_texts(["a red circle"])[0], 4)
-    texts = ["a red circle", "a blue square", "a green cross"]
-    ranked = engine.image_to_text(read_image(image_dir / target), texts, k=2, profile=PRUNED)
-    query = engine.embed_images([read_image(image_dir / target)], PRUNED)[0]
-    scores = engine.embed_texts(texts) @ query
-    assert [t for t, _ in ranked] == [texts[i] for i in np.argsort(-scores)[:2]]
+    check_gallery(gallery, engine)  # a text query may search any gallery of the model
+    text_hits = gallery.search(engine.embed_texts(["a red circle"])[0], 4)
+    assert len(text_hits) == 4 and [s for _, s in text_hits] == sorted(
+        (s for _, s in text_hits), reverse=True
+    )
 
 
 def test_gallery_tampering_and_mismatch_are_detected(engine, gallery, tmp_path):

@@ -1,4 +1,4 @@
-"""Head surgery and ONNX export: soft pruning == baked model == ONNX file (design §6, §7)."""
+"""Head surgery and ONNX export: soft pruning == baked == ONNX file (docs/design.md §6, §7)."""
 
 from __future__ import annotations
 

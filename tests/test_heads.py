@@ -170,3 +170,34 @@ def test_all_heads_of_a_layer_zeroed_leaves_only_bias(tiny):
         handle.remove()
     bias = block.attn.out_proj.bias
     assert torch.allclose(captured["a"], bias.expand_as(captured["a"]))
+
+
+def test_residual_walk_is_the_forward_and_names_its_hook_points(tiny):
+    """The one walk (heads/walk.py) reproduces the tower; its named points are what flows."""
+    from ccsclip.heads import run_with_cache
+
+    model, spec = tiny.model, tiny.spec
+    images = _images(spec, count=2, seed=3)
+    seen = {}
+    handle = resolve_heads(model)[1].hook_z.register_forward_hook(
+        lambda _m, _i, z: seen.setdefault("z", z)
+    )
+    try:
+        with torch.no_grad():
+            final, cache = run_with_cache(model, images)
+            reference = model.encode_image(images, normalize=True)
+    finally:
+        handle.remove()
+    visual = model.visual
+    with torch.no_grad():
+        embedding = F.normalize(visual.ln_post(final[:, 0]) @ visual.proj, dim=-1)
+    assert (embedding - reference).abs().max().item() <= 1e-5
+    assert torch.equal(cache["blocks.1.attn.hook_z"], seen["z"])  # hook_z fires inside the walk
+    assert torch.equal(cache["resid_final"], final)
+    last = spec.layers - 1
+    assert torch.allclose(cache[f"blocks.{last}.hook_resid_post"], final) and torch.allclose(
+        cache["blocks.0.hook_resid_pre"] + cache["blocks.0.hook_attn_out"],
+        cache["blocks.0.hook_resid_mid"],
+    )
+    _, only = run_with_cache(model, images, names=["blocks.0.hook_mlp_out"])
+    assert list(only) == ["blocks.0.hook_mlp_out"]

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ccsclip.profiles.judges.base import Description, JudgeError, MajorityJudge, Verdict
-from ccsclip.profiles.judges.llm import (
+from ccsclip.profiles.rank.judges.base import Description, JudgeError, MajorityJudge, Verdict
+from ccsclip.profiles.rank.judges.llm import (
     CONCEPT_CORRECTION,
     PROMPT_VERSION,
     LLMJudge,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ccsclip.errors import InvalidInputError, NotFoundError
-from ccsclip.profiles.pool import (
+from ccsclip.profiles.rank.pool import (
     HEADER,
     MAX_REPORTED_ERRORS,
     DescriptionPool,

@@ -12,10 +12,10 @@ import yaml
 
 from ccsclip.errors import IntegrityError, InvalidInputError
 from ccsclip.heads import Ablation, ablated
-from ccsclip.profiles.judges.base import Description
-from ccsclip.profiles.judges.tags import TagsJudge
+from ccsclip.profiles.rank.judges.base import Description
+from ccsclip.profiles.rank.judges.tags import TagsJudge
+from ccsclip.profiles.rank.table import load_table
 from ccsclip.profiles.schema import load_profile, means_path, write_profile
-from ccsclip.profiles.table import load_table
 
 
 def _d(text, *tags):
@@ -44,8 +44,8 @@ def test_tags_judge_label_consistency_and_ties():
 
 
 def test_embedding_judge_assigns_concepts_with_a_real_encoder(tiny):
-    from ccsclip.profiles.embed import clip_text_encoder
-    from ccsclip.profiles.judges.embedding import EmbeddingJudge, load_vocabulary
+    from ccsclip.profiles.rank.embed import clip_text_encoder
+    from ccsclip.profiles.rank.judges.embedding import EmbeddingJudge, load_vocabulary
 
     vocabulary = load_vocabulary()
     judge = EmbeddingJudge(clip_text_encoder(tiny), vocabulary, "ccsclip-tiny")
@@ -61,9 +61,9 @@ def test_embedding_judge_assigns_concepts_with_a_real_encoder(tiny):
 @pytest.fixture(scope="module")
 def ranked(tmp_path_factory, small_world):
     from ccsclip.models import load_model
-    from ccsclip.profiles.pipeline import RankOptions, rank
-    from ccsclip.profiles.pool import load_pool
-    from ccsclip.profiles.table import Thresholds
+    from ccsclip.profiles.rank.pipeline import RankOptions, rank
+    from ccsclip.profiles.rank.pool import load_pool
+    from ccsclip.profiles.rank.table import Thresholds
 
     out = tmp_path_factory.mktemp("rank")
     loaded = load_model("ccsclip-tiny")

@@ -12,17 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from direct_only import direct_only_embeddings
 from typer.testing import CliRunner
 
 from ccsclip.cli import app
 from ccsclip.fairness import max_skew_at_k
 from ccsclip.heads.ablation import Ablation, ablated
-from ccsclip.profiles.batch_metrics import max_skew
-from ccsclip.profiles.bootstrap import resampled_max_skews
-from ccsclip.profiles.direct_cache import build_cache
-from ccsclip.profiles.direct_only import direct_only_embeddings
 from ccsclip.profiles.schema import load_profile
-from ccsclip.profiles.split import Split, hash_fraction
+from ccsclip.profiles.search.batch_metrics import max_skew
+from ccsclip.profiles.search.bootstrap import resampled_max_skews
+from ccsclip.profiles.search.direct_cache import build_cache
+from ccsclip.profiles.search.split import Split, hash_fraction
 
 ACCURACY = ("shape", "colour", "size")
 
@@ -225,9 +225,9 @@ def test_searched_profile_exports_and_serves(searched, organism, tmp_path, small
     engine = Engine.load(tmp_path / "bundle", intra_op_threads=1)
     assert name in engine.available_profiles()
     image = Image.open(next((small_world / "accuracy-shape" / "circle").iterdir()))
-    top = engine.zero_shot([image], ["circle", "square", "triangle"], profile=name, top_k=3)
-    assert [label for label, _ in top[0]][0] in {"circle", "square", "triangle"}
-    assert sum(p for _, p in top[0]) == pytest.approx(1.0, abs=1e-4)
+    classes = engine.class_embeddings(["circle", "square", "triangle"])
+    probs = engine.probabilities(engine.embed_images([image], profile=name), classes)
+    assert probs.shape == (1, 3) and probs.sum() == pytest.approx(1.0, abs=1e-4)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -253,8 +253,8 @@ def test_bad_input_is_a_clear_error(small_world, means_file, tmp_path, change, m
 def test_impossible_constraint_is_a_clear_error(small_world, tiny, tmp_path):
     """The organism loses no accuracy to any single head on these small probes, so take the
     random-weight tiny model (zero mode): its worst head, alone as candidate, no drop allowed."""
-    from ccsclip.profiles.greedy import Scorer
-    from ccsclip.profiles.search_data import load_accuracy_data, load_bias_data
+    from ccsclip.profiles.search.data import load_accuracy_data, load_bias_data
+    from ccsclip.profiles.search.greedy import Scorer
 
     split = Split()
     probes = [load_accuracy_data(tiny, small_world / f"accuracy-{c}", split) for c in ACCURACY]
@@ -287,8 +287,8 @@ def _swap(args: list[str], option: str, value) -> list[str]:
 
 def _synthetic(n: int = 120, heads: int = 10, dim: int = 16, seed: int = 0):
     """A cache and two probes on random residuals: exercises the search logic alone."""
-    from ccsclip.profiles.direct_cache import DirectCache
-    from ccsclip.profiles.search_data import ProbeData
+    from ccsclip.profiles.search.data import ProbeData
+    from ccsclip.profiles.search.direct_cache import DirectCache
 
     gen = torch.Generator().manual_seed(seed)
     cache = DirectCache(
@@ -322,7 +322,7 @@ def _synthetic(n: int = 120, heads: int = 10, dim: int = 16, seed: int = 0):
 
 
 def test_greedy_path_keeps_the_constraint_and_beam_is_never_worse_at_two_heads():
-    from ccsclip.profiles.greedy import Constraint, Scorer, search_path
+    from ccsclip.profiles.search.greedy import Constraint, Scorer, search_path
 
     probes, caches = _synthetic()
     scorer = Scorer(probes, caches, 10, chunk=3)
@@ -348,7 +348,7 @@ def test_greedy_path_keeps_the_constraint_and_beam_is_never_worse_at_two_heads()
 
 def test_verified_steps_drop_sets_that_truly_break_the_constraint():
     """A verifier that says head L1H0 costs accuracy through later layers keeps it out."""
-    from ccsclip.profiles.greedy import Constraint, Scorer, search_path
+    from ccsclip.profiles.search.greedy import Constraint, Scorer, search_path
 
     probes, caches = _synthetic()
     scorer = Scorer(probes, caches, 10)

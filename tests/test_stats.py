@@ -187,3 +187,33 @@ def test_cli_bad_layers_and_folder(tmp_path, image_folder):
         str(tmp_path / "o"),
     )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_statistics_files_are_byte_identical_for_equal_statistics(tmp_path):
+    """safetensors orders its metadata by a hash map: the saved header is made canonical, so the
+    means file's sha256 (which every profile records) depends on the numbers only."""
+    from ccsclip.fileio import sha256_file
+    from ccsclip.heads.stats import (
+        MEANS_FILE,
+        STATS_FILE,
+        HeadMeans,
+        HeadMoments,
+        load_means,
+        save_statistics,
+    )
+
+    moments = HeadMoments.zeros([0], 2, 3)
+    moments.update(torch.arange(12.0).reshape(2, 1, 2, 3))
+    means = HeadMeans(2, torch.arange(2 * 3 * 2 * 4, dtype=torch.float64).reshape(2, 3, 2, 4))
+    meta = {"model": "m", "weights_sha256": "0" * 64}
+    hashes = set()
+    for run in range(8):  # each save builds a new hash map with its own random order
+        save_statistics(tmp_path / str(run), moments, means, meta)
+        hashes.add(
+            (
+                sha256_file(tmp_path / str(run) / STATS_FILE),
+                sha256_file(tmp_path / str(run) / MEANS_FILE),
+            )
+        )
+    assert len(hashes) == 1
+    assert torch.equal(load_means(tmp_path / "0" / MEANS_FILE), means.means())

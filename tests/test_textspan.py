@@ -8,7 +8,7 @@ import torch
 
 from ccsclip.errors import InvalidInputError
 from ccsclip.heads import decompose
-from ccsclip.profiles.textspan import textspan_from_moments
+from ccsclip.profiles.rank.textspan import textspan_from_moments
 
 
 def per_image_textspan(data: np.ndarray, texts: np.ndarray, m: int, rank: int) -> list[int]:
@@ -81,8 +81,8 @@ def test_wrong_dimension_and_bad_m_are_refused():
 def test_batched_spaces_and_rotated_heads_equal_the_direct_computation():
     """head_spaces over several heads at once = one at a time; a head rotated by q (the null) =
     TextSpan of the rotated moments q s, q S q^T, computed without their eigendecomposition."""
-    from ccsclip.profiles.ccs import _random_rotation
-    from ccsclip.profiles.textspan import head_spaces, span_in_space
+    from ccsclip.profiles.rank.ccs import _random_rotation
+    from ccsclip.profiles.rank.textspan import head_spaces, span_in_space
 
     rng = np.random.default_rng(7)
     e, heads = 32, 3

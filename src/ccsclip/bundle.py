@@ -1,4 +1,4 @@
-"""The export bundle's manifest (design §7): the one contract between the offline and online halves.
+"""The export bundle's manifest (docs/design.md §7): the contract between offline and online.
 
 Torch-free. A bundle directory holds `manifest.json`, `text.onnx` (the text tower is never
 pruned), one `image-<profile>.onnx` per profile and `tokenizer.json`. Every file is listed with its
@@ -7,30 +7,27 @@ sha256; the engine refuses files whose hash does not match.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, field_validator
 
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 from ccsclip.fileio import sha256_file
+from ccsclip.strict import Strict, read_json_model
 
 SCHEMA = "ccsclip/bundle/v1"
 MANIFEST = "manifest.json"
 PROFILE_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FileRef(_Strict):
+class FileRef(Strict):
     file: str = Field(pattern=r"^[A-Za-z0-9._-]+$")  # a bare file name inside the bundle
     sha256: str = Field(min_length=64, max_length=64)
 
 
-class BundleModel(_Strict):
+class BundleModel(Strict):
     name: str
     pretrained: str | None = None
     weights_sha256: str
@@ -60,6 +57,35 @@ class TextRef(FileRef):
     dynamic_length: bool = False
 
 
+class ProfileSource(Strict):
+    """Where a profile came from, without machine paths (the manifest ships in Bentos and images).
+
+    `path` is the profile file relative to the bundle folder ('/'-separated) when the file lies
+    under the bundle folder's parent (as `make demo` lays them out), else None. Manifests written
+    before this record the absolute path as a plain string instead; they still load.
+    """
+
+    name: str
+    sha256: str = Field(min_length=64, max_length=64)  # of the profile (Profile.sha256)
+    path: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, path: str | None) -> str | None:
+        if path is not None and (PurePosixPath(path).is_absolute() or "\\" in path):
+            raise ValueError(f"source path {path!r} must be relative to the bundle folder")
+        return path
+
+
+def profile_source(name: str, sha256: str, profile_file: Path, bundle: Path) -> ProfileSource:
+    """The provenance of a profile exported from `profile_file` into the bundle at `bundle`."""
+    file, root = Path(profile_file).resolve(), Path(bundle).resolve()
+    path = None
+    if file.is_relative_to(root.parent):
+        path = PurePosixPath(Path(os.path.relpath(file, root))).as_posix()
+    return ProfileSource(name=name, sha256=sha256, path=path)
+
+
 class ProfileEntry(FileRef):
     """One image tower: a baked pruning profile."""
 
@@ -77,11 +103,11 @@ class ProfileEntry(FileRef):
     opset: int
     input: str = "pixel_values"
     output: str = "embeddings"
-    source: str | None = None  # where the profile came from (arm, table)
+    source: ProfileSource | str | None = None  # str: an absolute path (older manifests)
     base_profile: str | None = None  # the fp32 profile a reduced-precision entry was made from
 
 
-class Manifest(_Strict):
+class Manifest(Strict):
     schema_: Literal["ccsclip/bundle/v1"] = Field(SCHEMA, alias="schema")
     created_by: str
     model: BundleModel
@@ -92,21 +118,27 @@ class Manifest(_Strict):
     profiles: dict[str, ProfileEntry]
     parity_tolerance: float = 1e-4
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
     def files(self) -> list[FileRef]:
         return [self.tokenizer, self.text, *self.profiles.values()]
+
+
+def source_file(bundle: str | Path, entry: ProfileEntry) -> Path | None:
+    """The profile file an entry was exported from, when the manifest says where it is."""
+    source = entry.source
+    if isinstance(source, ProfileSource):
+        return None if source.path is None else Path(bundle) / source.path
+    return Path(source) if source else None
 
 
 def read_manifest(bundle: str | Path) -> Manifest:
     """Parse and validate manifest.json (no file hashes checked: see `verify_files`)."""
     path = Path(bundle) / MANIFEST
-    if not path.is_file():
-        raise NotFoundError(f"{str(bundle)!r} is not a ccsclip bundle: {MANIFEST} is missing")
-    try:
-        manifest = Manifest.model_validate(json.loads(path.read_text("utf-8")))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise InvalidInputError(f"{path} is not a valid bundle manifest ({SCHEMA}): {exc}") from exc
+    manifest = read_json_model(
+        path,
+        Manifest,
+        f"bundle manifest ({SCHEMA})",
+        f"{str(bundle)!r} is not a ccsclip bundle: {MANIFEST} is missing",
+    )
     if manifest.default_profile not in manifest.profiles:
         raise InvalidInputError(
             f"{path}: default_profile {manifest.default_profile!r} is not one of "

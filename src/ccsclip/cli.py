@@ -106,7 +106,8 @@ def heads(
 
 
 probe_app = typer.Typer(
-    help="Probe folders (design §7): seal a hand-made probe, check one.", no_args_is_help=True
+    help="Probe folders (docs/design.md §7): seal a hand-made probe, check one.",
+    no_args_is_help=True,
 )
 
 

@@ -1,4 +1,4 @@
-"""Probe directories (design §7): schemas, content hashes and loaders.
+"""Probe directories (docs/design.md §7): schemas, content hashes and loaders.
 
 A probe is a directory with `probe.yaml` and its images. `kind: accuracy` is an ImageFolder with
 class names and zero-shot templates; `kind: bias` is a pool of images with attribute metadata and

@@ -1,8 +1,8 @@
 """What gallery code needs from an engine, as a Protocol: galleries never import the engine.
 
-`engine.engine` imports the gallery modules (for `text_to_image`); if galleries imported the
-engine back, the two would form an import cycle. Galleries depend on this interface instead,
-which `Engine` satisfies structurally.
+Galleries depend on this interface, which `Engine` satisfies structurally, rather than on the
+engine itself: gallery code stays usable (and testable) with any embedding model, and the engine
+may use galleries without the two ever forming an import cycle.
 """
 
 from __future__ import annotations

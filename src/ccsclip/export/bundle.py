@@ -1,4 +1,4 @@
-"""Write and verify a serving bundle (design §6, §7): profiles + model -> checked ONNX files.
+"""Write and verify a serving bundle (docs/design.md §6, §7): profiles + model -> checked ONNX.
 
 The code is split by job: `bundle_write` (export_bundle), `bundle_verify` (check_bundle,
 verify_bundle) and `parity` (what both compute); this module keeps the public names.
@@ -26,7 +26,7 @@ weights_sha256.
 manifest; then parity against a torch reference rebuilt from the manifest's model
 (`load_model(name, pretrained)`; its weights hash must equal the manifest's, random-init models
 are seeded so this holds for them too). The reference ablation comes from the manifest alone for
-zero mode (the removed heads are all it needs) and from the profile file named in `source` for
+zero mode (the removed heads are all it needs) and from the profile file `source` points at for
 mean mode (its means are hash-checked, and its sha256 must equal the entry's). A mean-mode
 profile whose profile file is gone cannot be rebuilt; it is then only checked for determinism
 and finite outputs (ONNX run twice), and the report says so. FLOPs, parameter counts and the

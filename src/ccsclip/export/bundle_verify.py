@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ccsclip.bundle import Manifest, ProfileEntry, check_file, read_manifest
+from ccsclip.bundle import Manifest, ProfileEntry, check_file, read_manifest, source_file
 from ccsclip.errors import CcsclipError, IntegrityError, NotFoundError
 from ccsclip.export.parity import (
     REDUCED_TOLERANCE,
@@ -152,7 +152,7 @@ def _load_reference(manifest: Manifest) -> tuple[LoadedModel | None, list[str]]:
 
 
 def _reference_ablation(
-    name: str, entry: ProfileEntry, loaded: LoadedModel
+    bundle: Path, name: str, entry: ProfileEntry, loaded: LoadedModel
 ) -> tuple[Ablation | None, str, list[str]]:
     """The soft-pruning ablation that made `entry`, or None when it cannot be rebuilt."""
     from ccsclip.profiles.evaluate import profile_ablation
@@ -161,7 +161,7 @@ def _reference_ablation(
     heads = parse_head_names(entry.heads_removed)
     if entry.mode == "zero" or not heads:
         return Ablation.of(heads, "zero"), "torch:heads", []
-    source = Path(entry.source) if entry.source else None
+    source = source_file(bundle, entry)
     if source is None or not source.is_file():
         return None, "onnx-rerun:no-profile", []
     try:
@@ -226,7 +226,7 @@ def _check_profile(
     problems += _cost_problems(name, entry, loaded)
     key = entry.base_profile or name
     if key not in cache:
-        ablation, how, found = _reference_ablation(name, entry, loaded)
+        ablation, how, found = _reference_ablation(bundle, name, entry, loaded)
         problems += found
         ref = None if ablation is None else torch_image_reference(loaded.model, ablation, inputs)
         cache[key] = (ref, how)

@@ -1,4 +1,4 @@
-"""Write a serving bundle (design §6, §7): profiles + model -> checked ONNX files.
+"""Write a serving bundle (docs/design.md §6, §7): profiles + model -> checked ONNX files.
 
 See `ccsclip.export.bundle` for the whole story; verifying lives in `bundle_verify`.
 """
@@ -30,6 +30,7 @@ from ccsclip.bundle import (
     TextRef,
     TokenizerRef,
     check_file,
+    profile_source,
     read_manifest,
 )
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
@@ -254,8 +255,12 @@ def _export_profile(
     inputs: list[np.ndarray],
     reference: list[np.ndarray],
     tolerance: float,
+    target: Path,
 ) -> ProfileEntry:
-    """Bake, export, check parity and cost; the manifest entry of one fp32 profile."""
+    """Bake, export, check parity and cost; the manifest entry of one fp32 profile.
+
+    `bundle` is the folder written now, `target` the one it becomes (provenance is relative
+    to it)."""
     heads = profile.head_pairs()
     baked = bake(loaded.model, ablation)
     params = sum(p.numel() for p in baked.visual.parameters())
@@ -284,7 +289,7 @@ def _export_profile(
         parity_max_abs=parity,
         parity_tolerance=tolerance,
         opset=OPSET,
-        source=str(source.resolve()),
+        source=profile_source(profile.name, profile.sha256, source, target),
     )
 
 
@@ -409,8 +414,9 @@ def export_bundle(
     """Write a verified bundle at `out` (replacing an existing bundle only on success).
 
     `profiles` are (profile, path of its YAML) pairs: the path locates mean-mode means files and
-    is recorded as the entry's `source`. `precision={'p': 'fp16'}` / `quantize={'p': 'int8'}` add
-    profiles `p-fp16` / `p-int8`; `probe` (an accuracy probe dir) adds their accuracy_delta.
+    is recorded, relative to `out`, in the entry's `source`. `precision={'p': 'fp16'}` /
+    `quantize={'p': 'int8'}` add profiles `p-fp16` / `p-int8`; `probe` (an accuracy probe dir)
+    adds their accuracy_delta.
     Raises IntegrityError if any file misses its parity tolerance; nothing is written then.
     Side effect, as in `evaluate_profiles`: `loaded.model`'s image attention modules are swapped
     for head-resolved ones (same parameters, same outputs).
@@ -446,6 +452,7 @@ def export_bundle(
                 inputs,
                 references[profile.name],
                 tolerance,
+                out,
             )
             bar.update()
         bar.set_postfix_str("text, tokenizer")

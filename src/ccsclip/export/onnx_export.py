@@ -1,4 +1,4 @@
-"""ONNX export of the image and text towers, and a parity check against torch (design §6, §7).
+"""ONNX export of the image and text towers, and parity against torch (docs/design.md §6, §7).
 
 Both towers return the *projected, not normalised* embeddings (`encode_image` / `encode_text`
 with `normalize=False`): normalising is the caller's job (the engine does it in numpy), so the

@@ -1,4 +1,4 @@
-"""Head surgery: bake an ablation into a physically smaller image tower (design §6).
+"""Head surgery: bake an ablation into a physically smaller image tower (docs/design.md §6).
 
 Soft pruning (`ccsclip.heads.ablated`) replaces head outputs in the forward pass but still computes
 every head. Baking removes the ablated heads' parameters, so the exported model does less work.

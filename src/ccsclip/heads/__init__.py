@@ -1,4 +1,5 @@
-"""Head-resolved attention, hook points, soft ablation, decomposition and streaming statistics."""
+"""Head-resolved attention, hook points, the residual walk, soft ablation, decomposition and
+streaming statistics (docs/design.md §3, §6)."""
 
 from ccsclip.heads.ablation import Ablation, ablated, apply_ablation, clear_ablation
 from ccsclip.heads.attention import HeadResolvedAttention, HookPoint
@@ -14,14 +15,17 @@ from ccsclip.heads.stats import (
     load_statistics,
     save_statistics,
 )
+from ccsclip.heads.walk import BlockStep, ResidualWalk, run_with_cache
 
 __all__ = [
     "Ablation",
+    "BlockStep",
     "Decomposition",
     "HeadMeans",
     "HeadMoments",
     "HeadResolvedAttention",
     "HookPoint",
+    "ResidualWalk",
     "ablated",
     "accumulate",
     "all_reduce",
@@ -34,5 +38,6 @@ __all__ = [
     "load_statistics",
     "parse_layers",
     "resolve_heads",
+    "run_with_cache",
     "save_statistics",
 ]

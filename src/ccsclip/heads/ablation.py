@@ -1,4 +1,4 @@
-"""Soft pruning: replace chosen heads' outputs in the forward pass (design §6).
+"""Soft pruning: replace chosen heads' outputs in the forward pass (docs/design.md §6).
 
 The whole forward changes, so ablated heads lose their indirect effects on later layers too,
 as in the paper's code. `zero` sets z to 0 (the out_proj bias stays); `mean` sets z[l,h,t] to the

@@ -1,7 +1,7 @@
 """Head-resolved self-attention over the parameters of a stock `nn.MultiheadAttention`.
 
 The fused kernel of `nn.MultiheadAttention` never exposes per-head outputs, so this module computes
-the same function head by head (design §3):
+the same function head by head (docs/design.md §3):
 
     q, k, v  = split(x @ W_in^T + b_in)                  # each [B, T, H, d]
     z[b,t,h] = softmax(q k^T / sqrt(d))[b,h,t,:] @ v[b,h]  # head output before out_proj

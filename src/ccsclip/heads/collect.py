@@ -62,6 +62,8 @@ def collect_statistics(
             "n_skipped": len(skipped),
             "skipped": skipped[:100],
         },
+        # The value means docs/design.md §3; kept as written before that file existed, so the
+        # sidecar (and ccs.json, profiles and bundles, which hash it in turn) stay byte-identical.
         "decomposition": "exact per-term centring (design §3)",
         "world_size": world,
     }

@@ -1,4 +1,4 @@
-"""Exact direct-effect decomposition of a ViT image embedding into per-head terms (design §3).
+"""Exact direct-effect decomposition of a ViT image embedding into head terms (docs/design.md §3).
 
 With r the final residual at the class token, r = e + sum_l (a_l + m_l), and a_l split into
 head terms c_lh = ls_1 * (z[l,h,CLS] @ W_O[:, h]^T) plus ls_1 * b_O. Freezing sigma(r), ln_post is
@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ccsclip.heads.attention import out_proj_blocks
-from ccsclip.heads.resolve import resolve_heads
+from ccsclip.heads.walk import ResidualWalk
 
 
 @dataclass
@@ -68,37 +67,27 @@ class _PostLN:
         return (scaled @ self.proj) * self.inv_norm.view(shape)
 
 
-def _layer_scale(block: nn.Module, name: str, term: torch.Tensor) -> torch.Tensor:
-    return getattr(block, name)(term)
-
-
 def decompose(model: nn.Module, images: torch.Tensor, layers: Sequence[int]) -> Decomposition:
     """Run the image tower once and return every direct-effect term of its embedding.
 
-    The tower runs block by block with head-resolved attention (swapped in if needed), so any
+    The tower is walked block by block (`heads/walk.py`) with head-resolved attention, so any
     ablation set on the model and any hook on `hook_z` act as in a normal forward.
     """
     visual = getattr(model, "visual", model)
-    attns = resolve_heads(visual)
     analysed = tuple(sorted(set(int(layer) for layer in layers)))
-    x = visual._embeds(images)
-    raw: dict[str, torch.Tensor] = {"embed": x[:, 0]}
+    walk = ResidualWalk(visual, images)
+    raw: dict[str, torch.Tensor] = {"embed": walk.embed[:, 0]}
     head_terms = []
-    for index, block in enumerate(visual.transformer.resblocks):
-        attn = attns[index]
-        z = attn.head_outputs(block.ln_1(x))
-        attn_out = block.ls_1(attn.project(z))
+    for step in walk:
+        index = step.layer
         if index in analysed:
-            cls_terms = torch.einsum("bhd,hDd->bhD", z[:, 0], out_proj_blocks(attn))
-            head_terms.append(_layer_scale(block, "ls_1", cls_terms))
-            bias = attn.out_proj.bias
-            raw[f"L{index}.attn.bias"] = _layer_scale(block, "ls_1", bias).expand_as(x[:, 0])
+            head_terms.append(step.head_terms())
+            bias = step.attn.out_proj.bias
+            raw[f"L{index}.attn.bias"] = step.block.ls_1(bias).expand_as(walk.embed[:, 0])
         else:
-            raw[f"L{index}.attn"] = attn_out[:, 0]
-        x = x + attn_out
-        mlp_out = block.ls_2(block.mlp(block.ln_2(x)))
-        raw[f"L{index}.mlp"] = mlp_out[:, 0]
-        x = x + mlp_out
+            raw[f"L{index}.attn"] = step.attn_out[:, 0]
+        raw[f"L{index}.mlp"] = step.mlp_out[:, 0]
+    x = walk.final
     post = _PostLN(visual, x[:, 0])
     heads = post(torch.stack(head_terms, dim=1)) if head_terms else x.new_zeros(x.shape[0], 0, 0, 0)
     terms = {name: post(term) for name, term in raw.items()}

@@ -1,4 +1,4 @@
-"""Streaming statistics of head contributions and head outputs (design §3).
+"""Streaming statistics of head contributions and head outputs (docs/design.md §3).
 
 Per analysed head: n, s = sum c and S = sum c c^T of its direct contribution c (float64), the only
 inputs TextSpan needs. Per layer, head and position: the mean head output z, the ablation means.
@@ -134,6 +134,23 @@ def accumulate(
             handle.remove()
 
 
+def canonical_header(path: str | Path) -> None:
+    """Rewrite a safetensors file's JSON header with sorted keys, in place.
+
+    safetensors keeps `metadata` in a hash map, so the order of its keys (and with it the file's
+    sha256) changes from run to run; profiles record the means file's sha256, so equal
+    statistics must give equal bytes. Same header, same length: the data offsets stay valid.
+    """
+    with open(path, "r+b") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        if len(text) > size:  # cannot happen for the same keys and values; never corrupt a file
+            raise IntegrityError(f"cannot canonicalise the safetensors header of {str(path)!r}")
+        handle.seek(8)
+        handle.write(text.ljust(size, b" "))
+
+
 def save_statistics(
     out_dir: str | Path, moments: HeadMoments, means: HeadMeans, meta: dict[str, Any]
 ) -> dict[str, Any]:
@@ -154,6 +171,7 @@ def save_statistics(
     for name, tensors in ((STATS_FILE, stats_tensors), (MEANS_FILE, means_tensors)):
         with atomic_path(out / name) as tmp:
             save_file(tensors, str(tmp), metadata=header)
+            canonical_header(tmp)
     sidecar = {
         **meta,
         "layers": list(moments.layers),

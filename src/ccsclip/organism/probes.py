@@ -304,8 +304,8 @@ def _fill(frames: Sequence[str], words: Sequence[str]) -> list[str]:
 def pool_descriptions() -> list[tuple[str, str, str]]:
     """(description, tag, value) for every pool line; value is '' for distractors.
 
-    Each value gets many phrasings (design §10: a concept with few values must still be able to
-    fill five distinct top descriptions of a head); ~10% distractors name no concept at all.
+    Each value gets many phrasings (docs/design.md §10: a concept with few values must still be
+    able to fill five distinct top descriptions of a head); ~10% distractors name no concept.
     """
     entries: list[tuple[str, str, str]] = []
     for value in CONCEPTS["shape"]:

@@ -1,4 +1,4 @@
-"""Train the embedded default: a small CLIP on the synthetic concept world (design §10).
+"""Train the embedded default: a small CLIP on the synthetic concept world (docs/design.md §10).
 
 Two departures from plain CLIP training were needed for every concept to be learned:
 - a multi-positive contrastive loss: every in-batch caption that is true of an image is a positive

@@ -2,7 +2,7 @@
 
 A scene is one coloured shape of some size in one quadrant of a grey, patterned background.
 Everything here is numpy only (no torch), deterministic for a seed, and cheap enough to render
-training data on the fly (design §10: generating 300k images at once needed 15 GB).
+training data on the fly (docs/design.md §10: generating 300k images at once needed 15 GB).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ ZERO_SHOT_TEMPLATES: dict[str, list[str]] = {
 }
 
 MAX_CAPTION_TOKENS = 22
-"""The tiny model's context is 24 tokens including start and end (design §10)."""
+"""The tiny model's context is 24 tokens including start and end (docs/design.md §10)."""
 
 # Caption words that open_clip's BPE splits into several tokens (measured with its
 # SimpleTokenizer; every other caption word, and a comma, is one token).
@@ -550,7 +550,7 @@ def caption(scene: Scene, rng: np.random.Generator) -> Caption:
     """A random true caption naming a random non-empty subset of the scene's concepts.
 
     Each concept is named with probability ≈ 0.56, so every concept appears in over half the
-    captions (rare concepts were not learned in the feasibility run, design §10).
+    captions (rare concepts were not learned in the feasibility run, docs/design.md §10).
     """
     named = _choose_named(rng)
     text = _compose(scene, named, rng, compact=False)

@@ -33,7 +33,7 @@ ArmsOpt = Annotated[
 
 def _thresholds(high: int, moderate: int, low: int):
     from ccsclip.errors import InvalidInputError
-    from ccsclip.profiles.table import Thresholds
+    from ccsclip.profiles.rank.table import Thresholds
 
     if not low < moderate <= high:
         raise InvalidInputError(
@@ -97,14 +97,14 @@ def rank(
     from ccsclip.heads.layers import parse_layers
     from ccsclip.images import list_images
     from ccsclip.models import load_model
-    from ccsclip.profiles.pipeline import RankOptions
-    from ccsclip.profiles.pipeline import rank as run_rank
-    from ccsclip.profiles.pool import load_pool
+    from ccsclip.profiles.rank.pipeline import RankOptions
+    from ccsclip.profiles.rank.pipeline import rank as run_rank
+    from ccsclip.profiles.rank.pool import load_pool
 
     thresholds = _thresholds(high, moderate, low)
     if mode not in ("mean", "zero"):
         raise typer.BadParameter(f"--mode must be mean or zero, got {mode!r}")
-    from ccsclip.profiles.stages import StageTimes
+    from ccsclip.profiles.rank.stages import StageTimes
 
     list_images(images)
     stages = StageTimes()
@@ -155,8 +155,8 @@ def profiles(
 ) -> None:
     """Write pruning profiles (arms) from an existing CCS table."""
     from ccsclip.errors import InvalidInputError
-    from ccsclip.profiles.pipeline import RankOptions, write_profiles
-    from ccsclip.profiles.table import bucket, load_table
+    from ccsclip.profiles.rank.pipeline import RankOptions, write_profiles
+    from ccsclip.profiles.rank.table import bucket, load_table
 
     table, _ = load_table(ccs)
     t = table.thresholds
@@ -224,6 +224,6 @@ def register(app: typer.Typer) -> None:
     app.command()(rank)
     app.command()(profiles)
     app.command()(evaluate)
-    from ccsclip.profiles.search_cli import search
+    from ccsclip.profiles.search.cli import search
 
     app.command()(search)

@@ -1,4 +1,4 @@
-"""Run accuracy and bias probes (design §7) on a torch CLIP, optionally soft-pruned.
+"""Run accuracy and bias probes (docs/design.md §7) on a torch CLIP, optionally soft-pruned.
 
 Accuracy: zero-shot top-1 over an ImageFolder, class embedding = mean of normalised template
 embeddings. Bias: for each neutral query, rank the pool by similarity and take MaxSkew@K per

@@ -1,4 +1,4 @@
-"""Pruning profile YAML (design §7): which heads to ablate, how, and where the choice came from.
+"""Pruning profile YAML (docs/design.md §7): which heads to ablate, how, and why they were chosen.
 
 Torch-free: the exporter and any tool can read and validate profiles without a model. Unknown
 fields are rejected; heads are checked against a model spec and ablation means by hash on use.
@@ -12,8 +12,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
@@ -24,29 +22,28 @@ from pydantic import (
 from ccsclip import __version__
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 from ccsclip.fileio import atomic_write_text, sha256_bytes, sha256_file
+from ccsclip.strict import Strict
 
 SCHEMA = "ccsclip/profile/v1"
 NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 HEAD_RE = re.compile(r"^L(\d+)H(\d+)$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ModelIdentity(Strict):
+    """Which model an artefact belongs to (profiles, ccs.json): its weights by hash."""
 
-
-class ProfileModel(_Strict):
     name: str
     pretrained: str | None = None
     weights_sha256: str = Field(min_length=64, max_length=64)
 
 
-class ProfileAblation(_Strict):
+class ProfileAblation(Strict):
     mode: Literal["zero", "mean"]
     means: str | None = None  # path relative to the profile file
     means_sha256: str | None = None
 
 
-class ProfileHead(_Strict):
+class ProfileHead(Strict):
     layer: int = Field(ge=0)
     head: int = Field(ge=0)
     ccs: int | None = None
@@ -57,13 +54,13 @@ class ProfileHead(_Strict):
         return f"L{self.layer}H{self.head}"
 
 
-class SearchProbe(_Strict):
+class SearchProbe(Strict):
     name: str
     kind: Literal["accuracy", "bias"]
     content_sha256: str = Field(min_length=64, max_length=64)
 
 
-class SearchSelection(_Strict):
+class SearchSelection(Strict):
     """How a searched profile was found (`ccsclip search`), so it can be reproduced and judged:
     the objective and constraint, the probes by hash, the split, and its validation figures."""
 
@@ -75,7 +72,7 @@ class SearchSelection(_Strict):
     validation: dict[str, Any] | None = None
 
 
-class ProfileSelection(_Strict):
+class ProfileSelection(Strict):
     arm: str
     seed: int | None = None
     ccs_table: str | None = None
@@ -92,16 +89,14 @@ class ProfileSelection(_Strict):
         return data
 
 
-class Profile(_Strict):
+class Profile(Strict):
     schema_: Literal["ccsclip/profile/v1"] = Field(SCHEMA, alias="schema")
     name: str = Field(pattern=NAME_RE)
-    model: ProfileModel
+    model: ModelIdentity
     ablation: ProfileAblation
     heads: list[ProfileHead]
     selection: ProfileSelection
     created_by: str = f"ccsclip {__version__}"
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @field_validator("heads")
     @classmethod
@@ -162,7 +157,7 @@ def manual_profile(
     """
     return Profile(
         name=name,
-        model=ProfileModel(
+        model=ModelIdentity(
             name=spec.name, pretrained=spec.pretrained, weights_sha256=spec.weights_sha256
         ),
         ablation=ProfileAblation(mode=mode, means=means, means_sha256=means_sha256),

@@ -33,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ccsclip.engine.sessions import ProfileInfo  # one definition: the engine's and the API's
 from ccsclip.service.settings import get_settings
 
 TOO_LARGE = "too_large"  # the pydantic error type of a limit violation
@@ -295,25 +296,6 @@ class EmbedTextsResponse(_Response):
 
 class EmptyRequest(_Request):
     """No fields (an empty JSON object or body)."""
-
-
-class ProfileInfo(_Response):
-    name: str
-    available: bool
-    reason: str | None = None
-    default: bool
-    arm: str
-    mode: str
-    heads_removed: list[str]
-    flops_per_image: int
-    parameters: int
-    parity_max_abs: float
-    precision: str
-    quantize: str | None = None
-    accuracy_delta: float | None = None
-    base_profile: str | None = None
-    file: str
-    sha256: str
 
 
 class ProfilesResponse(_Response):

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from ccsclip.heads.ablation import Ablation, ablated
-from ccsclip.profiles.bootstrap import Resampler, difference, interval
-from ccsclip.profiles.direct_cache import DirectCache, Head
-from ccsclip.profiles.search_data import Part, ProbeData
+from ccsclip.profiles.search.bootstrap import Resampler, difference, interval
+from ccsclip.profiles.search.data import Part, ProbeData
+from ccsclip.profiles.search.direct_cache import DirectCache, Head
 from ccsclip.zeroshot import encode_images
 
 

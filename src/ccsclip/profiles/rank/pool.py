@@ -247,7 +247,7 @@ def parse_pool(text: str, name: str, *, source: str | None = None) -> Descriptio
 
 
 def _pools_dir() -> Traversable:
-    return resources.files(__package__ or "ccsclip.profiles").joinpath("pools")
+    return resources.files("ccsclip.profiles").joinpath("pools")
 
 
 def shipped_pools() -> list[str]:

@@ -1,39 +1,30 @@
-"""`ccs.json` (design §7): the CCS table, its schema, and its CSV and heatmap companions."""
+"""`ccs.json` (docs/design.md §7): the CCS table, its schema, and its CSV and heatmap companions."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
+from ccsclip.errors import IntegrityError, NotFoundError
 from ccsclip.fileio import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from ccsclip.profiles.schema import ModelIdentity
+from ccsclip.strict import Strict, read_json_model
 
 SCHEMA = "ccsclip/ccs/v1"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelIdentity(_Strict):
-    name: str
-    pretrained: str | None = None
-    weights_sha256: str = Field(min_length=64, max_length=64)
-
-
-class PoolIdentity(_Strict):
+class PoolIdentity(Strict):
     name: str
     sha256: str
     size: int
     tagged: bool
 
 
-class DescriptionRow(_Strict):
+class DescriptionRow(Strict):
     text: str
     share: float
     std: float
@@ -41,7 +32,7 @@ class DescriptionRow(_Strict):
     consistent: bool
 
 
-class HeadRow(_Strict):
+class HeadRow(Strict):
     layer: int = Field(ge=0)
     head: int = Field(ge=0)
     name: str
@@ -54,13 +45,13 @@ class HeadRow(_Strict):
     bucket: Literal["high", "moderate", "low", "other"]
 
 
-class Thresholds(_Strict):
+class Thresholds(Strict):
     high: int = 5
     moderate: int = 3
     low: int = 1
 
 
-class CcsTable(_Strict):
+class CcsTable(Strict):
     schema_: Literal["ccsclip/ccs/v1"] = Field(SCHEMA, alias="schema")
     model: ModelIdentity
     layers: list[int]
@@ -74,8 +65,6 @@ class CcsTable(_Strict):
     null: dict[str, Any] | None = None
     stats_sha256: str | None = None
     heads: list[HeadRow]
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     def head(self, layer: int, head: int) -> HeadRow:
         for row in self.heads:
@@ -107,12 +96,12 @@ def write_table(out_dir: str | Path, table: CcsTable) -> Path:
 def load_table(path: str | Path, weights_sha256: str | None = None) -> tuple[CcsTable, str]:
     """A validated CCS table and its file's sha256; refuses a table of another model."""
     path = Path(path)
-    if not path.is_file():
-        raise NotFoundError(f"CCS table {str(path)!r} does not exist: run `ccsclip rank` first")
-    try:
-        table = CcsTable.model_validate(json.loads(path.read_text("utf-8")))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise InvalidInputError(f"{path} is not a valid CCS table ({SCHEMA}): {exc}") from exc
+    table = read_json_model(
+        path,
+        CcsTable,
+        f"CCS table ({SCHEMA})",
+        f"CCS table {str(path)!r} does not exist: run `ccsclip rank` first",
+    )
     if weights_sha256 is not None and table.model.weights_sha256 != weights_sha256:
         raise IntegrityError(
             f"{path} was computed for {table.model.name!r} with other weights "

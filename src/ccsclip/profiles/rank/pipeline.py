@@ -20,22 +20,21 @@ from ccsclip.heads.stats import (
 )
 from ccsclip.images import list_images, listing_sha256
 from ccsclip.models import LoadedModel
-from ccsclip.profiles.arms import ArmContext, build_arms
-from ccsclip.profiles.ccs import moment_spaces, null_ccs, null_summary, p_value, score_heads
-from ccsclip.profiles.embed import cache_file, clip_text_encoder, pool_embeddings
-from ccsclip.profiles.pool import DescriptionPool
-from ccsclip.profiles.schema import Profile, write_profile
-from ccsclip.profiles.stages import StageTimes
-from ccsclip.profiles.table import (
+from ccsclip.profiles.rank.arms import ArmContext, build_arms
+from ccsclip.profiles.rank.ccs import moment_spaces, null_ccs, null_summary, p_value, score_heads
+from ccsclip.profiles.rank.embed import cache_file, clip_text_encoder, pool_embeddings
+from ccsclip.profiles.rank.pool import DescriptionPool
+from ccsclip.profiles.rank.stages import StageTimes
+from ccsclip.profiles.rank.table import (
     CcsTable,
     DescriptionRow,
     HeadRow,
-    ModelIdentity,
     PoolIdentity,
     Thresholds,
     bucket,
     write_table,
 )
+from ccsclip.profiles.schema import ModelIdentity, Profile, write_profile
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ def make_judge(kind: str, loaded: LoadedModel, pool: DescriptionPool, options: R
     if kind == "auto":
         kind = "tags" if pool.is_tagged else "embedding"
     if kind == "tags":
-        from ccsclip.profiles.judges.tags import TagsJudge
+        from ccsclip.profiles.rank.judges.tags import TagsJudge
 
         if not pool.is_tagged:
             raise InvalidInputError(
@@ -72,7 +71,7 @@ def make_judge(kind: str, loaded: LoadedModel, pool: DescriptionPool, options: R
             )
         return TagsJudge(ignore=options.ignore_tags)
     if kind == "embedding":
-        from ccsclip.profiles.judges.embedding import (
+        from ccsclip.profiles.rank.judges.embedding import (
             EmbeddingJudge,
             load_vocabulary,
             minilm_encoder,
@@ -86,7 +85,7 @@ def make_judge(kind: str, loaded: LoadedModel, pool: DescriptionPool, options: R
             )
         return EmbeddingJudge(clip_text_encoder(loaded), load_vocabulary(), loaded.spec.name)
     if kind == "llm":
-        from ccsclip.profiles.judges.llm import LLMJudge
+        from ccsclip.profiles.rank.judges.llm import LLMJudge
 
         return LLMJudge(**options.llm)
     raise InvalidInputError(f"unknown judge {kind!r}: use auto, tags, embedding or llm")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ccsclip.profiles.batch_metrics import correct
-from ccsclip.profiles.search_data import Part, ProbeData
+from ccsclip.profiles.search.batch_metrics import correct
+from ccsclip.profiles.search.data import Part, ProbeData
 
 Z95 = 1.959963984540054
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ccsclip.errors import InvalidInputError
-from ccsclip.profiles.judges.base import Description, Verdict
+from ccsclip.profiles.rank.judges.base import Description, Verdict
 
 Encoder = Callable[[Sequence[str]], np.ndarray]  # texts -> unit-norm [N, E]
 VOCABULARY_VERSION = "concepts-v1"

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ccsclip.heads.ablation import Ablation
-from ccsclip.heads.resolve import resolve_heads
+from ccsclip.heads.walk import ResidualWalk
 
 
 @torch.inference_mode()
@@ -25,19 +25,12 @@ def direct_only_embeddings(
 ) -> torch.Tensor:
     """Unit-norm image embeddings [N, E] with `ablation` applied to the direct path only."""
     visual = getattr(model, "visual", model)
-    attns = resolve_heads(visual)
     per_layer = ablation.by_layer()
-    clean = visual._embeds(images)
-    ablated = clean.clone()
-    for index, block in enumerate(visual.transformer.resblocks):
-        attn = attns[index]
-        z = attn.head_outputs(block.ln_1(clean))
-        out = block.ls_1(attn.project(z))
-        replaced = _replace(z, index, per_layer.get(index), ablation)
-        ablated = ablated + block.ls_1(attn.project(replaced))
-        clean = clean + out
-        mlp = block.ls_2(block.mlp(block.ln_2(clean)))
-        clean, ablated = clean + mlp, ablated + mlp
+    walk = ResidualWalk(visual, images)  # the clean stream: every block reads it
+    ablated = walk.embed.clone()
+    for step in walk:
+        replaced = _replace(step.z, step.layer, per_layer.get(step.layer), ablation)
+        ablated = ablated + step.project(replaced) + step.mlp_out
     final = visual.ln_post(ablated[:, 0]) @ visual.proj
     return F.normalize(final, dim=-1)
 

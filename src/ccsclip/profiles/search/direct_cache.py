@@ -1,7 +1,8 @@
 """Per-image direct-effect cache in residual space: the first-order estimate of an ablation.
 
-With r the final residual at the class token and c_lh the direct term of head (l, h) (design §3:
-ls_1 * z[l,h,CLS] @ W_O[:, h]^T), mean-ablating a set A changes the direct path to
+With r the final residual at the class token and c_lh the direct term of head (l, h)
+(docs/design.md §3: ls_1 * z[l,h,CLS] @ W_O[:, h]^T), mean-ablating a set A changes the direct
+path to
 
     r' = r - sum_{(l,h) in A} (c_lh - mu_lh)
 
@@ -10,7 +11,8 @@ constant the exporter folds (§6). The embedding is ln_post(r') @ proj, re-norma
 ln_post's mean and scale recomputed from r' (which is why the terms stay in residual space D, not
 in embedding space E). The cache holds r and every candidate's delta c_lh - mu_lh per image, so
 scoring a head set costs a few matrix operations. What it leaves out are the indirect effects of
-a head through later layers; `ccsclip.profiles.direct_only` computes exactly what it models.
+a head through later layers; the test-only `tests/direct_only.py` computes exactly what it
+models.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ccsclip.errors import InvalidInputError
-from ccsclip.heads.attention import out_proj_blocks
-from ccsclip.heads.resolve import resolve_heads
+from ccsclip.heads.walk import BlockStep, ResidualWalk
 
 Head = tuple[int, int]
 
@@ -82,13 +83,12 @@ class DirectCache:
         return self.residual.nbytes + self.deltas.nbytes
 
 
-def _cls_means(attn, block: nn.Module, means: torch.Tensor | None, layer: int) -> torch.Tensor:
+def _cls_means(step: BlockStep, means: torch.Tensor | None) -> torch.Tensor:
     """mu_lh for every head of a layer at the class token, in residual space [H, D]."""
-    blocks = out_proj_blocks(attn)  # [H, D, d]
+    weight = step.attn.out_proj.weight  # [D, H*d]
     if means is None:
-        return blocks.new_zeros(blocks.shape[0], blocks.shape[1])
-    mean_z = means[layer, 0].to(blocks)  # [H, d]
-    return block.ls_1(torch.einsum("hd,hDd->hD", mean_z, blocks))
+        return weight.new_zeros(step.attn.num_heads, weight.shape[0])
+    return step.head_terms(means[step.layer, 0].to(weight))  # means [H, d] at the class token
 
 
 @torch.inference_mode()
@@ -96,23 +96,18 @@ def _batch(
     visual: nn.Module, images: torch.Tensor, heads: Sequence[Head], means: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass over a batch: final class-token residual and the candidates' deltas."""
-    attns = resolve_heads(visual)
     wanted: dict[int, list[int]] = {}
     for layer, head in heads:
         wanted.setdefault(layer, []).append(head)
-    x = visual._embeds(images)
+    walk = ResidualWalk(visual, images)
     found: dict[Head, torch.Tensor] = {}
-    for index, block in enumerate(visual.transformer.resblocks):
-        attn = attns[index]
-        z = attn.head_outputs(block.ln_1(x))
-        if index in wanted:
-            terms = block.ls_1(torch.einsum("bhd,hDd->bhD", z[:, 0], out_proj_blocks(attn)))
-            terms = terms - _cls_means(attn, block, means, index)
-            for head in wanted[index]:
-                found[(index, head)] = terms[:, head]
-        x = x + block.ls_1(attn.project(z))
-        x = x + block.ls_2(block.mlp(block.ln_2(x)))
-    return x[:, 0], torch.stack([found[h] for h in heads], dim=1)
+    for step in walk:
+        if step.layer in wanted:
+            terms = step.head_terms() - _cls_means(step, means)
+            for head in wanted[step.layer]:
+                found[(step.layer, head)] = terms[:, head]
+    assert walk.final is not None
+    return walk.final[:, 0], torch.stack([found[h] for h in heads], dim=1)
 
 
 def build_cache(

@@ -1,4 +1,4 @@
-"""TextSpan from moments (design §4): the descriptions that span a head's direct contributions.
+"""TextSpan from moments (docs/design.md §4): descriptions that span a head's direct effects.
 
 Per head, only n, s = sum c and S = sum c c^T are needed:
 1. V_r = top-r eigenvectors of S; texts are projected onto their span.

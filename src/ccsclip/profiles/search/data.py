@@ -24,9 +24,9 @@ from ccsclip.probeset import (
     BiasProbeSpec,
     load_probe,
 )
-from ccsclip.profiles.batch_metrics import accuracy, max_skew
 from ccsclip.profiles.probe_eval import load_image_tensor
-from ccsclip.profiles.split import Split
+from ccsclip.profiles.search.batch_metrics import accuracy, max_skew
+from ccsclip.profiles.search.split import Split
 from ccsclip.zeroshot import class_embeddings
 
 Part = Literal["search", "validation", "all"]

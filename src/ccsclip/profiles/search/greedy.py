@@ -15,9 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ccsclip.errors import InvalidInputError
-from ccsclip.profiles.batch_metrics import accuracy, max_skew
-from ccsclip.profiles.direct_cache import DirectCache, Head
-from ccsclip.profiles.search_data import ProbeData
+from ccsclip.profiles.search.batch_metrics import accuracy, max_skew
+from ccsclip.profiles.search.data import ProbeData
+from ccsclip.profiles.search.direct_cache import DirectCache, Head
 
 _TOLERANCE = 1e-9
 

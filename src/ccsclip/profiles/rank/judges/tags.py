@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from ccsclip.profiles.judges.base import Description, JudgeError, Verdict
+from ccsclip.profiles.rank.judges.base import Description, JudgeError, Verdict
 
 
 class TagsJudge:

@@ -17,15 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ccsclip.errors import InvalidInputError
+from ccsclip.profiles.rank.table import CcsTable, HeadRow
 from ccsclip.profiles.schema import (
+    ModelIdentity,
     Profile,
     ProfileAblation,
     ProfileHead,
-    ProfileModel,
     ProfileSelection,
     parse_head_names,
 )
-from ccsclip.profiles.table import CcsTable, HeadRow
 
 DEFAULT_ARMS = ("baseline", "high-ccs", "low-ccs", "low-matched", "random")
 
@@ -94,7 +94,7 @@ def build_profile(
     table = ctx.table
     return Profile(
         name=name or _profile_name(arm, seed),
-        model=ProfileModel(**table.model.model_dump()),
+        model=ModelIdentity(**table.model.model_dump()),
         ablation=ProfileAblation(
             mode=mode,
             means=ctx.means_file if mode == "mean" else None,

@@ -1,4 +1,4 @@
-"""CCS per head (design §5) and its null distribution.
+"""CCS per head (docs/design.md §5) and its null distribution.
 
 For each analysed head: TextSpan's top-m descriptions, a judge's concept label and per-description
 consistency, CCS = number consistent. A CCS means little without its null: with few concepts in a
@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 
 from ccsclip.heads.stats import HeadMoments
 from ccsclip.heads.variance import head_variances
-from ccsclip.profiles.judges.base import Description
-from ccsclip.profiles.pool import DescriptionPool
-from ccsclip.profiles.textspan import HeadSpace, SpanPick, head_spaces, span_in_space
+from ccsclip.profiles.rank.judges.base import Description
+from ccsclip.profiles.rank.pool import DescriptionPool
+from ccsclip.profiles.rank.textspan import HeadSpace, SpanPick, head_spaces, span_in_space
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Profile search (design §11): the head set with the best accuracy-bias trade-off, held out.
+"""Profile search (docs/design.md §11): the head set with the best accuracy-bias trade-off.
 
-    run_search(loaded, SearchOptions(...)) -> result (also written as pareto.json)
+    run_search(loaded, SearchOptions(...)) -> SearchResult (also written as pareto.json)
 
 1. Every probe is split by a hash of its file names (`split.py`); the search sees the search part.
 2. One forward pass per probe caches the direct-effect terms (`direct_cache.py`); a greedy or beam
@@ -10,11 +10,12 @@
    mean-ablated) on the validation part: estimate and true are reported side by side.
 4. The paper's arms at the same sizes (high-CCS, low-CCS, random seeds) are measured on the same
    validation part; all reported figures are validation figures with bootstrap intervals, and
-   paired intervals against the baseline (`bootstrap.py`).
+   paired intervals against the baseline (`bootstrap.py`, `baselines.py`).
 5. The chosen profile is the point with the lowest objective on the search part (the estimate the
    search ranked by) among those that truly meet the constraint on the validation part, so its
    bias figure is not selected on validation data; it and every path point are written as
-   profile YAMLs (arm `search`), with pareto.json and pareto.png (`pareto.py`).
+   profile YAMLs (arm `search`, `profiles.py`), with pareto.json and pareto.png (`pareto.py`),
+   all from one typed `SearchResult` (`result.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -34,14 +34,11 @@ from ccsclip.heads.layers import parse_layers
 from ccsclip.heads.stats import load_means
 from ccsclip.models import LoadedModel
 from ccsclip.probeset import load_probe, read_probe_spec
-from ccsclip.profiles.bootstrap import Resampler
-from ccsclip.profiles.direct_cache import Head, build_cache
-from ccsclip.profiles.equal_size import arms_at
-from ccsclip.profiles.greedy import Constraint, PathPoint, Scorer, search_path
-from ccsclip.profiles.measure import Evaluator, with_intervals
-from ccsclip.profiles.pareto import pareto_flags, plot_pareto, write_pareto_json
+from ccsclip.profiles.rank.table import CcsTable, load_table
 from ccsclip.profiles.schema import NAME_RE, parse_head_names
-from ccsclip.profiles.search_data import (
+from ccsclip.profiles.search.baselines import arms_at
+from ccsclip.profiles.search.bootstrap import Resampler
+from ccsclip.profiles.search.data import (
     ProbeData,
     check_accuracy_spec,
     check_bias_spec,
@@ -50,11 +47,22 @@ from ccsclip.profiles.search_data import (
     load_bias_data,
     probe_parts,
 )
-from ccsclip.profiles.search_profiles import write_search_profiles
-from ccsclip.profiles.split import Split
-from ccsclip.profiles.table import CcsTable, load_table
+from ccsclip.profiles.search.direct_cache import Head, build_cache
+from ccsclip.profiles.search.greedy import Constraint, PathPoint, Scorer, search_path
+from ccsclip.profiles.search.measure import Evaluator, with_intervals
+from ccsclip.profiles.search.pareto import pareto_flags, plot_pareto, write_pareto_json
+from ccsclip.profiles.search.profiles import write_search_profiles
+from ccsclip.profiles.search.result import (
+    AblationInfo,
+    Bootstrap,
+    ConstraintInfo,
+    Measured,
+    Method,
+    Objective,
+    SearchResult,
+)
+from ccsclip.profiles.search.split import Split
 
-RESULT_SCHEMA = "ccsclip/search/v1"
 NAME_RE_COMPILED = re.compile(NAME_RE)
 
 
@@ -242,42 +250,42 @@ class _Run:
             o.batch_size,
         )
 
-    def entry(self, ev: Evaluator, heads, name: str, arm: str, seed=None) -> dict[str, Any]:
+    def entry(self, ev: Evaluator, heads, name: str, arm: str, seed=None) -> Measured:
         """Measure one head set on the validation part: true (with intervals) and estimated."""
         true = ev.true(heads, "validation")
         est = ev.estimate(heads)
         val_true = ev.points(true, "validation")
         val_est = ev.points(est, "validation")
         reps = ev.replicates(true, "validation")
-        entry: dict[str, Any] = {
-            "name": name,
-            "arm": arm,
-            "seed": seed,
-            "heads": _names(heads),
-            "n_heads": len(heads),
-            "validation": with_intervals(val_true, reps, self.base_stats),
-            "estimate": {"validation": val_est},
-            "gap": {m: val_est[m] - val_true[m] for m in val_true},
-        }
+        entry = Measured(
+            name=name,
+            arm=arm,
+            seed=seed,
+            heads=_names(heads),
+            n_heads=len(heads),
+            validation=with_intervals(val_true, reps, self.base_stats),
+            estimate={"validation": val_est},
+            gap={m: val_est[m] - val_true[m] for m in val_true},
+        )
         self._constraint_flags(entry)
         if self.base_stats is None:
             self.base_stats = (val_true, reps)
         return entry
 
-    def _constraint_flags(self, entry: dict[str, Any]) -> None:
+    def _constraint_flags(self, entry: Measured) -> None:
         limit = self.options.constraint
-        value = entry["validation"]["accuracy"]["value"]
+        value = entry.value("accuracy")
         base = self.base_stats[0]["accuracy"] if self.base_stats else value
-        entry["accuracy_drop"] = {"validation": base - value}
-        entry["meets_constraint"] = {"validation": limit.allows(base, value)}
+        entry.accuracy_drop = {"validation": base - value}
+        entry.meets_constraint = {"validation": limit.allows(base, value)}
 
 
-def _choose(points: list[dict[str, Any]], metric: str) -> tuple[dict[str, Any] | None, str]:
-    feasible = [p for p in points if p["meets_constraint"]["validation"]]
+def _choose(points: list[Measured], metric: str) -> tuple[Measured | None, str]:
+    feasible = [p for p in points if p.meets_constraint["validation"]]
     if not feasible:
         return None, "no searched head set meets the accuracy constraint on the validation part"
-    best = min(feasible, key=lambda p: (_search_value(p, metric), p["n_heads"]))
-    how = "true ablation" if "search" in best else "the search's estimate"
+    best = min(feasible, key=lambda p: (p.search_value(metric), p.n_heads))
+    how = "true ablation" if best.search is not None else "the search's estimate"
     return best, (
         f"lowest {metric} on the search part ({how}) among the "
         f"{len(feasible)} path points that meet the accuracy constraint on the validation part "
@@ -285,23 +293,7 @@ def _choose(points: list[dict[str, Any]], metric: str) -> tuple[dict[str, Any] |
     )
 
 
-def _search_value(entry: dict[str, Any], metric: str) -> float:
-    """The search part's objective: true when the step was verified, else the estimate."""
-    return entry.get("search", entry["estimate"]["search"])[metric]
-
-
-def _verdict(chosen: dict[str, Any] | None, metric: str) -> dict[str, Any]:
-    if chosen is None:
-        return {"beats_baseline": False, "significant": False}
-    diff = chosen["validation"][metric]["minus_baseline"]
-    return {
-        "beats_baseline": diff["value"] < 0,
-        "significant": diff["high"] < 0,
-        "change": diff,
-    }
-
-
-def _check(run: _Run, chosen: dict[str, Any] | None) -> dict[str, Any] | None:
+def _check(run: _Run, chosen: Measured | None) -> dict[str, object] | None:
     """The chosen set against the baseline on probes of another world (whole probes)."""
     o = run.options
     if not o.check_probes or chosen is None:
@@ -312,7 +304,7 @@ def _check(run: _Run, chosen: dict[str, Any] | None) -> dict[str, Any] | None:
     ev = Evaluator(
         run.loaded.model, probes, ks, o.mode, run.means, Resampler(o.replicates, o.seed + 1)
     )
-    heads = parse_head_names(chosen["heads"])
+    heads = parse_head_names(chosen.heads)
     base = ev.true([], "all")
     base_points, base_reps = ev.points(base, "all"), ev.replicates(base, "all")
     mine = ev.true(heads, "all")
@@ -324,9 +316,7 @@ def _check(run: _Run, chosen: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def run_search(
-    loaded: LoadedModel, options: SearchOptions, progress: bool = True
-) -> dict[str, Any]:
+def run_search(loaded: LoadedModel, options: SearchOptions, progress: bool = True) -> SearchResult:
     """Search, verify, compare, write profiles + pareto.json + pareto.png into `options.out`."""
     run = _Run(loaded, options, progress)
     run.load()
@@ -336,21 +326,21 @@ def run_search(
     start = time.perf_counter()
     baseline = run.entry(ev, (), "baseline", "baseline")
     run._constraint_flags(baseline)
-    baseline["estimate"]["search"] = {run.metric: path[0].objective, "accuracy": path[0].accuracy}
+    baseline.estimate["search"] = {run.metric: path[0].objective, "accuracy": path[0].accuracy}
     points = []
     steps = tqdm(path[1:], desc="verify", unit="set", disable=not progress)
     for point in steps:
         name = f"{options.name}-h{len(point.heads)}"
         entry = run.entry(ev, point.heads, name, "search")
-        entry["estimate"]["search"] = {run.metric: point.objective, "accuracy": point.accuracy}
+        entry.estimate["search"] = {run.metric: point.objective, "accuracy": point.accuracy}
         if point.true_objective is not None:
-            entry["search"] = {run.metric: point.true_objective, "accuracy": point.true_accuracy}
+            entry.search = {run.metric: point.true_objective, "accuracy": point.true_accuracy}
         points.append(entry)
     run.timing["verify_s"] = time.perf_counter() - start
     verify_images = ev.forward_images - run.search_forward_images
     start = time.perf_counter()
     arms = []
-    sizes = sorted({p["n_heads"] for p in points})
+    sizes = sorted({p.n_heads for p in points})
     jobs = [
         (n, *arm)
         for n in sizes
@@ -361,68 +351,45 @@ def run_search(
         arms.append(run.entry(ev, heads, name, arm, seed))
     run.timing["arms_s"] = time.perf_counter() - start
     front = [baseline, *points]
-    flags = pareto_flags(
-        [
-            (e["validation"]["accuracy"]["value"], e["validation"][run.metric]["value"])
-            for e in front
-        ]
-    )
+    flags = pareto_flags([(e.value("accuracy"), e.value(run.metric)) for e in front])
     for entry, flag in zip(front, flags, strict=True):
-        entry["pareto"] = flag
+        entry.pareto = flag
     chosen, reason = _choose(points, run.metric)
-    result: dict[str, Any] = {
-        "schema": RESULT_SCHEMA,
-        "model": loaded.spec.to_dict(),
-        "objective": {
-            "metric": run.metric,
-            "attribute": options.attribute,
-            "k": run.k,
-            "definition": "mean over bias probes of the mean over queries of MaxSkew@K",
-            "reported_ks": run.ks,
-        },
-        "constraint": {
-            "max_accuracy_drop": options.constraint.max_accuracy_drop,
-            "max_heads": options.constraint.max_heads,
-            "accuracy": "mean zero-shot top-1 over the accuracy probes",
-        },
-        "method": {
-            "kind": "greedy" if options.beam == 1 else "beam",
-            "beam": options.beam,
-            "verify_top": options.verify_top,
-            "estimate": "direct effects in residual space, ln_post recomputed (design §11)",
-            "verification": f"true soft ablation ({options.mode}) of every reported point",
-            "candidates": _names(run.candidates),
-            "candidate_evaluations": run.candidate_evaluations,
-        },
-        "ablation": {
-            "mode": options.mode,
-            "means": str(options.means) if options.means else None,
-            "means_sha256": getattr(run, "means_sha256", None),
-        },
-        "split": options.split.to_dict(),
-        "probes": [p.identity() for p in run.probes],
-        "bootstrap": {
-            "replicates": options.replicates,
-            "seed": options.seed,
-            "interval": "estimate ± 1.96 bootstrap SE (images; queries too for MaxSkew)",
-            "paired": "minus_baseline uses the same resamples as the baseline",
-        },
-        "baseline": baseline,
-        "points": points,
-        "arms": arms,
-        "chosen": chosen,
-        "chosen_reason": reason,
-        **_verdict(chosen, run.metric),
-    }
-    result["check"] = _check(run, chosen)
-    result["timing"] = {
+    result = SearchResult(
+        model=loaded.spec.to_dict(),
+        objective=Objective(run.metric, options.attribute, run.k, run.ks),
+        constraint=ConstraintInfo(
+            options.constraint.max_accuracy_drop, options.constraint.max_heads
+        ),
+        method=Method(
+            options.beam,
+            options.verify_top,
+            options.mode,
+            _names(run.candidates),
+            run.candidate_evaluations,
+        ),
+        ablation=AblationInfo(options.mode, options.means, getattr(run, "means_sha256", None)),
+        split=options.split.to_dict(),
+        probes=[p.identity() for p in run.probes],
+        bootstrap=Bootstrap(options.replicates, options.seed),
+        baseline=baseline,
+        points=points,
+        arms=arms,
+        chosen=chosen,
+        chosen_reason=reason,
+        name=options.name,
+        ccs_table=options.ccs_table,
+        table=run.table,
+    )
+    result.check = _check(run, chosen)
+    result.timing = {
         **run.timing,
         "search_forward_images": run.search_forward_images,
         "verify_forward_images": verify_images,
         "total_forward_images": ev.forward_images,
     }
     options.out.mkdir(parents=True, exist_ok=True)
-    result["profiles"] = write_search_profiles(loaded, run, result, options.out / "profiles")
+    result.profiles = write_search_profiles(loaded, result, options.out / "profiles")
     write_pareto_json(options.out / "pareto.json", result)
     plot_pareto(result, options.out / "pareto.png")
     return result

@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from ccsclip.profiles.direct_cache import Head
-from ccsclip.profiles.table import CcsTable
+from ccsclip.profiles.rank.table import CcsTable
+from ccsclip.profiles.search.direct_cache import Head
 
 
 def _rows(table: CcsTable, candidates: Sequence[Head]):

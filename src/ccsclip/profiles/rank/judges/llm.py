@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ccsclip.fileio import atomic_write_json
-from ccsclip.profiles.judges.base import Description, JudgeError, Verdict
+from ccsclip.profiles.rank.judges.base import Description, JudgeError, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from ccsclip.profiles.search.result import SearchResult
 
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 120)  # wrapped numbers are unreadable
@@ -72,9 +75,9 @@ def search(
     """Search head sets that lower bias within an accuracy constraint; verify, compare, write."""
     from ccsclip.errors import CcsclipError
     from ccsclip.models import load_model
-    from ccsclip.profiles.greedy import Constraint
-    from ccsclip.profiles.search import SearchOptions, run_search
-    from ccsclip.profiles.split import Split
+    from ccsclip.profiles.search.greedy import Constraint
+    from ccsclip.profiles.search.run import SearchOptions, run_search
+    from ccsclip.profiles.search.split import Split
 
     options = SearchOptions(
         accuracy_probes=probes,
@@ -113,36 +116,37 @@ def _cell(stats: dict[str, Any], digits: int = 3) -> str:
     return f"{stats['value']:.{digits}f}±{stats['half_width']:.{digits}f}"
 
 
-def print_result(result: dict[str, Any]) -> None:
+def print_result(result: SearchResult) -> None:
     """The validation table: baseline, path points, arms; then the verdict."""
-    metric = result["objective"]["metric"]
-    ks = result["objective"]["reported_ks"]
+    metric = result.metric
+    ks = result.objective.reported_ks
     view = Table(
         title=f"validation part, 95% intervals; objective {metric} "
-        f"({result['objective']['attribute']}); * = Pareto front; gap = estimate - true"
+        f"({result.objective.attribute}); * = Pareto front; gap = estimate - true"
     )
     for column in ("set", "n", "accuracy", *(f"@{k}" for k in ks), "gap", "constraint"):
         view.add_column(column, no_wrap=True)
-    for entry in [result["baseline"], *result["points"], *result["arms"]]:
-        val = entry["validation"]
+    for entry in [result.baseline, *result.points, *result.arms]:
+        val = entry.validation
         view.add_row(
-            entry["name"] + (" *" if entry.get("pareto") and entry["n_heads"] else ""),
-            str(entry["n_heads"]),
+            entry.name + (" *" if entry.pareto and entry.n_heads else ""),
+            str(entry.n_heads),
             _cell(val["accuracy"]),
             *(_cell(val[f"maxskew@{k}"]) for k in ks),
-            f"{entry['gap'][metric]:+.3f}",
-            "ok" if entry["meets_constraint"]["validation"] else "fails",
+            f"{entry.gap[metric]:+.3f}",
+            "ok" if entry.meets_constraint["validation"] else "fails",
         )
     out.print(view)
-    chosen = result["chosen"]
+    chosen = result.chosen
     if chosen is None:
-        out.print(f"no profile chosen: {result['chosen_reason']}")
+        out.print(f"no profile chosen: {result.chosen_reason}")
         return
-    change = result["change"]
-    verdict = "lowers" if result["beats_baseline"] else "does not lower"
-    sure = "(interval excludes 0)" if result["significant"] else "(interval includes 0)"
+    verdict_ = result.verdict()
+    change = verdict_["change"]
+    verdict = "lowers" if verdict_["beats_baseline"] else "does not lower"
+    sure = "(interval excludes 0)" if verdict_["significant"] else "(interval includes 0)"
     out.print(
-        f"chosen {chosen['name']} ({', '.join(chosen['heads'])}) {verdict} validation {metric}: "
+        f"chosen {chosen.name} ({', '.join(chosen.heads)}) {verdict} validation {metric}: "
         f"change against the baseline {change['value']:+.3f} "
         f"[{change['low']:+.3f}, {change['high']:+.3f}] {sure}"
     )

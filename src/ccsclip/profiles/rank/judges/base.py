@@ -1,7 +1,8 @@
 """The judge interface shared by every CCS judge, and the majority vote that combines judges.
 
 A judge sees one head's top descriptions (TextSpan, usually five), names the concept they share
-and says, per description, whether it fits that concept. CCS = the number that fit (design §5).
+and says, per description, whether it fits that concept. CCS = the number that fit
+(docs/design.md §5).
 Judges are structural (`Judge` is a Protocol): any object with these members works, so the
 offline judges need not import anything but the data types from here.
 """

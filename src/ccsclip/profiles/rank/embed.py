@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from ccsclip.fileio import atomic_path
 from ccsclip.models import LoadedModel
 from ccsclip.models.text import encode_texts_batched
-from ccsclip.profiles.pool import DescriptionPool
+from ccsclip.profiles.rank.pool import DescriptionPool
 
 
 def default_cache_dir() -> Path:
