@@ -170,6 +170,44 @@ def _index_live(
         console.print(f"skipped {len(result.unreadable)} unreadable images", markup=False)
 
 
+gallery_app = typer.Typer(
+    help="Maintain galleries: check and repair a store.", no_args_is_help=True
+)
+
+
+@gallery_app.command("check")
+def check(
+    root: Annotated[
+        Path, typer.Option(envvar="CCSCLIP_GALLERY_ROOT", help="folder of galleries to check")
+    ],
+    repair: Annotated[
+        bool,
+        typer.Option(help="remove crash leftovers and cut torn log tails (safe while serving)"),
+    ] = False,
+) -> None:
+    """Report (and with --repair fix) what crashes left in a gallery root. Exit 1 if a problem
+    remains."""
+    from ccsclip.engine.galleries.check import check_root
+
+    if not root.is_dir():
+        console.print(f"error: {root} is not a folder", markup=False)
+        raise typer.Exit(2)
+    remaining = 0
+    for report in check_root(root, repair):
+        label = report.name or "(root)"
+        count = "" if report.count is None else f" {report.count} items"
+        fixed = set(report.repaired)
+        status = "ok" if not report.problems else f"{len(report.problems)} problem(s)"
+        console.print(f"{label}:{count} {status}", markup=False)
+        for problem in report.problems:
+            console.print(f"  - {problem}", markup=False)
+        for repaired in fixed:
+            console.print(f"  + {repaired}", markup=False)
+        remaining += len(report.problems) - len(report.repaired)
+    raise typer.Exit(1 if remaining > 0 else 0)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `index` to the top-level app."""
+    """Add `index` and `gallery` to the top-level app."""
     app.command("index")(index)
+    app.add_typer(gallery_app, name="gallery")

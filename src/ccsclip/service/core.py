@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -29,7 +30,14 @@ from pydantic import ValidationError
 
 from ccsclip.engine.engine import Engine, check_templates
 from ccsclip.engine.gallery import Gallery, load_gallery
-from ccsclip.errors import CcsclipError, InvalidInputError, NotFoundError
+from ccsclip.errors import (
+    CcsclipError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ReadOnlyError,
+    UnavailableError,
+)
 from ccsclip.service import schemas as s
 from ccsclip.service.metrics import Metrics, get_metrics
 from ccsclip.service.probes import ProbeRunner
@@ -46,18 +54,29 @@ WITHOUT_PROFILE = frozenset(
 )
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 NO_PROFILE = "none"  # metrics label when no served profile is involved (bounded cardinality)
-Kind = Literal["invalid", "not_found", "too_large"]
-HTTP_STATUS: dict[str, int] = {"invalid": 400, "not_found": 404, "too_large": 413}
+Kind = Literal["invalid", "not_found", "too_large", "conflict", "read_only", "unavailable"]
+HTTP_STATUS: dict[str, int] = {
+    "invalid": 400,
+    "not_found": 404,
+    "too_large": 413,
+    "conflict": 409,  # a create that lost: the name is taken
+    "read_only": 409,  # a write to a gallery served read-only (shipped in the bundle)
+    "unavailable": 503,  # Milvus down: retry after `retry_after_s`
+}
+_FIELD = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
 
 
 class ServiceError(Exception):
     """A request the service refuses: `kind` picks the status, `field` names the culprit."""
 
-    def __init__(self, kind: Kind, field: str | None, message: str) -> None:
+    def __init__(
+        self, kind: Kind, field: str | None, message: str, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(message)
         self.kind: Kind = kind
         self.field = field
         self.message = message
+        self.retry_after_s = retry_after_s
 
     @property
     def http_status(self) -> int:
@@ -78,6 +97,25 @@ class ServiceError(Exception):
 
 
 # --------------------------------------------------------------------------- errors
+
+
+def engine_error(exc: CcsclipError, default: str | None = None) -> ServiceError:
+    """An engine error as a ServiceError: the kind from its class, the field from the message's
+    `field: ` prefix (else `default`)."""
+    match = _FIELD.match(str(exc))
+    field = match.group(1) if match else default
+    message = str(exc) if match or not field else f"{field}: {exc}"
+    kind: Kind = "invalid"
+    retry = None
+    if isinstance(exc, NotFoundError):
+        kind = "not_found"
+    elif isinstance(exc, ReadOnlyError):
+        kind = "read_only"
+    elif isinstance(exc, ConflictError):
+        kind = "conflict"
+    elif isinstance(exc, UnavailableError):
+        kind, retry = "unavailable", int(getattr(exc, "retry_after_s", 5))
+    return ServiceError(kind, field, message, retry)
 
 
 def field_path(loc: Sequence[Any]) -> str | None:

@@ -10,7 +10,6 @@ queue for the log append. Engine errors become ServiceErrors naming the field.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import numpy as np
@@ -19,21 +18,14 @@ from ccsclip.engine.galleries.base import SearchParams
 from ccsclip.engine.galleries.local import LocalGallery
 from ccsclip.engine.galleries.milvus import MilvusConnection
 from ccsclip.engine.galleries.store import Gallery, GalleryStore
-from ccsclip.errors import CcsclipError, NotFoundError
+from ccsclip.errors import CcsclipError, UnavailableError
 from ccsclip.service import gallery_schemas as g
-from ccsclip.service.core import Core, ServiceError
+from ccsclip.service.core import Core, ServiceError, engine_error
 
 log = logging.getLogger(__name__)
-_FIELD = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
 
 
-def service_error(exc: CcsclipError, default: str | None) -> ServiceError:
-    """An engine error as a ServiceError; the field is the message's `field: ` prefix if any."""
-    match = _FIELD.match(str(exc))
-    field = match.group(1) if match else default
-    message = str(exc) if match or not field else f"{field}: {exc}"
-    kind = "not_found" if isinstance(exc, NotFoundError) else "invalid"
-    return ServiceError(kind, field, message)
+service_error = engine_error
 
 
 def open_store(core: Core) -> GalleryStore:
@@ -68,7 +60,12 @@ class GalleryService:
     def warm(self) -> list[str]:
         """Open every gallery now (snapshot load, log replay), not on its first request."""
         opened = []
-        for name in self.store.names():
+        try:
+            names = self.store.names()
+        except UnavailableError as exc:  # Milvus down: serve the rest, retry on each request
+            log.warning("galleries not listed yet: %s", exc)
+            return opened
+        for name in names:
             try:
                 self.store.get(name)
                 opened.append(name)
@@ -143,10 +140,10 @@ class GalleryService:
         ids = [item.id for item in request.items]
         metadata = [item.metadata or {} for item in request.items]
         try:
-            count = gallery.upsert(ids, vectors, metadata)
+            changed, count = gallery.upsert(ids, vectors, metadata)
         except CcsclipError as exc:
             raise service_error(exc, "gallery") from None
-        return g.GalleryWriteResponse(gallery=request.gallery, changed=len(ids), count=count)
+        return g.GalleryWriteResponse(gallery=request.gallery, changed=changed, count=count)
 
     def delete(self, request: g.GalleryDeleteRequest) -> g.GalleryWriteResponse:
         gallery = self._gallery(request.gallery)

@@ -10,29 +10,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.struct_pb2 import Struct
+from google.protobuf.struct_pb2 import Struct, Value
 
 from ccsclip.service import gallery_schemas as g
 from ccsclip.v1 import ccsclip_pb2 as pb
 
 
-def _number(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, list):
-        return [_number(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _number(v) for k, v in value.items()}
-    return value
+def plain(value: Value) -> Any:
+    """A protobuf Value as plain Python, without json_format (which refuses NaN and ±Infinity
+    before any validation could name the field): the schemas refuse non-finite numbers with the
+    field named, as they do over HTTP. An integral number becomes an int."""
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    if kind == "struct_value":
+        return {k: plain(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [plain(v) for v in value.list_value.values]
+    if kind in ("string_value", "bool_value"):
+        return getattr(value, kind)
+    return None  # null_value, or unset
 
 
 def _struct_in(message: Any, name: str) -> dict[str, Any]:
     """{name: dict} when the Struct field is set and not empty, else {} (the schema default)."""
     if not message.HasField(name):
         return {}
-    value = MessageToDict(getattr(message, name))
-    return {name: _number(value)} if value else {}
+    fields = getattr(message, name).fields
+    return {name: {k: plain(v) for k, v in fields.items()}} if fields else {}
 
 
 def _struct(data: dict[str, Any] | None) -> Struct:

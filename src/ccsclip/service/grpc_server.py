@@ -38,6 +38,7 @@ from ccsclip.service.core import (
     Core,
     ServiceError,
     apply_header_profile,
+    engine_error,
     validate,
 )
 from ccsclip.service.galleries_grpc import gallery_methods
@@ -54,6 +55,9 @@ STATUS = {
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
     "not_found": grpc.StatusCode.NOT_FOUND,
     "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "conflict": grpc.StatusCode.ALREADY_EXISTS,
+    "read_only": grpc.StatusCode.FAILED_PRECONDITION,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -302,14 +306,15 @@ class Servicer:
                     payload = apply_header_profile(payload, header)
                 label = self.core.profile_label(endpoint, payload)
                 model = payload if schema is None else validate(schema, payload)
-                return to_proto(call(model))
+                try:
+                    return to_proto(call(model))
+                except CcsclipError as exc:
+                    raise engine_error(exc) from None
             except ServiceError as exc:
                 code = STATUS[exc.kind]
+                if exc.retry_after_s:
+                    context.set_trailing_metadata((("retry-after", str(exc.retry_after_s)),))
                 context.abort(code, exc.info().model_dump_json())
-            except CcsclipError as exc:
-                code = grpc.StatusCode.INVALID_ARGUMENT
-                error = ServiceError("invalid", None, str(exc))
-                context.abort(code, error.info().model_dump_json())
             except Exception:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("%s failed", endpoint)

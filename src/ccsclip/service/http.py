@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 from ccsclip.errors import CcsclipError
-from ccsclip.service.core import Core, ServiceError
+from ccsclip.service.core import Core, ServiceError, engine_error
 from ccsclip.service.edge import EdgeMiddleware, set_core
 from ccsclip.service.gallery_schemas import (
     GalleryCreateRequest,
@@ -69,11 +69,15 @@ def _answer(handler: Callable[[Any], Any], request: Any) -> Any:
     """The handler's response model, or a JSON error response with its 4xx status."""
     try:
         return handler(request)
-    except ServiceError as exc:
-        return JSONResponse(exc.info().model_dump(), status_code=exc.http_status)
     except CcsclipError as exc:  # an engine check the schemas did not anticipate
-        error = ServiceError("invalid", None, str(exc))
-        return JSONResponse(error.info().model_dump(), status_code=error.http_status)
+        return _error_response(engine_error(exc))
+    except ServiceError as exc:
+        return _error_response(exc)
+
+
+def _error_response(error: ServiceError) -> JSONResponse:
+    headers = {"retry-after": str(error.retry_after_s)} if error.retry_after_s else None
+    return JSONResponse(error.info().model_dump(), status_code=error.http_status, headers=headers)
 
 
 class _QuietValidationErrors(logging.Filter):

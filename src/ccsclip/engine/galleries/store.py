@@ -8,8 +8,11 @@ process is noticed on the next lookup (the folder, or Milvus's registry, is the 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,11 @@ from ccsclip.engine.galleries.hnsw import HnswParams
 from ccsclip.engine.galleries.meta import LiveGalleryMeta, check_binding, new_meta
 from ccsclip.engine.galleries.milvus import MilvusConnection, MilvusGallery, MilvusParams
 from ccsclip.engine.identity import EmbeddingModel
-from ccsclip.errors import InvalidInputError, NotFoundError
+from ccsclip.errors import ConflictError, InvalidInputError, NotFoundError
 
 Gallery = local.LocalGallery | MilvusGallery
+ROOT_LOCK = ".lock"
+TRASH = ".dropped-"
 
 
 def check_params(backend: str, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -58,19 +63,27 @@ class GalleryStore:
         self.threads = threads
         self.compact_bytes = compact_bytes
         self._open: dict[str, Gallery] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the open-gallery cache
+        self._create_lock = threading.Lock()
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
+            self.clean()
 
     # ------------------------------------------------------------------ lookups
 
     def _local_meta(self, name: str) -> LiveGalleryMeta | None:
+        """gallery.json of a live folder (one with CURRENT), or None; a folder a drop moves
+        away while we read is None too (never a FileNotFoundError)."""
         if self.root is None:
             return None
-        path = self.root / name / local.META
-        if not path.is_file() or not (self.root / name / local.CURRENT).is_file():
+        folder = self.root / name
+        try:
+            text = (folder / local.META).read_text(encoding="utf-8")
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        return LiveGalleryMeta.model_validate_json(path.read_text(encoding="utf-8"))
+        if not (folder / local.CURRENT).is_file():
+            return None
+        return LiveGalleryMeta.model_validate_json(text)
 
     def _milvus_meta(self, name: str) -> LiveGalleryMeta | None:
         record = self.milvus.record(name) if self.milvus is not None else None
@@ -140,50 +153,81 @@ class GalleryStore:
                 f"backend: {backend!r} galleries need a folder: set CCSCLIP_GALLERY_ROOT"
             )
         meta = new_meta(self.engine, name, profile, backend, params)
-        lock = self.root / ".lock" if self.root is not None else None
-        with self._lock, local.file_lock(lock) if lock else _nothing():
+        with self._registry():
             if self._local_meta(name) is not None or self._milvus_meta(name) is not None:
-                raise InvalidInputError(f"gallery: {name!r} already exists; drop it first")
+                raise ConflictError(f"gallery: {name!r} already exists; drop it first")
             if backend == "milvus":
                 assert self.milvus is not None
                 self.milvus.create(meta)
             else:
                 assert self.root is not None
                 local.create_local(self.root, meta)
-        return self.get(name)
+        with self._lock:
+            gallery = self._open_gallery(meta)
+            old = self._open.pop(name, None)
+            if old is not None:
+                old.close()
+            self._open[name] = gallery
+        return gallery
 
     def drop(self, name: str) -> None:
+        """Remove a gallery for every process at once: under the registry lock (no create or
+        drop of any gallery in between) and the gallery's own lock (no write in flight), CURRENT
+        is unlinked (readers and writers see 404 from here on), then the folder is renamed out
+        of the namespace and deleted. Of N concurrent drops exactly one succeeds; the others
+        find no gallery under the lock (404)."""
         check_name(name, "gallery")
         with self._lock:
             cached = self._open.pop(name, None)
             if cached is not None:
                 cached.close()
-        if self._local_meta(name) is not None:
-            assert self.root is not None
-            folder = self.root / name
-            with local.file_lock(self.root / ".lock"), local.file_lock(folder / local.LOCK):
-                trash = self.root / f".dropped-{name}-{folder.stat().st_ino}"
-                (folder / local.CURRENT).unlink()  # readers see the drop from here on
-                local.fsync_dir(folder)
-                folder.rename(trash)
-            shutil.rmtree(trash, ignore_errors=True)
-            return
-        if self._milvus_meta(name) is not None:
-            assert self.milvus is not None
-            self.milvus.drop(name)
-            return
-        raise NotFoundError(f"gallery: unknown gallery {name!r}; galleries: {self.names()}")
+        with self._registry():
+            if self._local_meta(name) is not None:
+                assert self.root is not None
+                folder = self.root / name
+                trash = self.root / f"{TRASH}{name}-{uuid.uuid4().hex}"
+                with local.file_lock(folder / local.LOCK, create=False):
+                    (folder / local.CURRENT).unlink()
+                    local.fsync_dir(folder)
+                    folder.rename(trash)
+                    local.fsync_dir(self.root)
+            elif self._milvus_meta(name) is not None:
+                assert self.milvus is not None
+                self.milvus.drop(name)
+                return
+            else:
+                raise NotFoundError(f"gallery: unknown gallery {name!r}; galleries: {self.names()}")
+        shutil.rmtree(trash, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _registry(self) -> Iterator[None]:
+        """Creates and drops one at a time: across threads, and across processes through
+        `<root>/.lock` when there is a root (Milvus-only stores: per process, see NOTES)."""
+        with self._create_lock:
+            if self.root is None:
+                yield
+                return
+            with local.file_lock(self.root / ROOT_LOCK):
+                yield
+
+    def clean(self) -> list[Path]:
+        """Remove what interrupted creates and drops left in the root (under the registry lock,
+        so none of it is in use)."""
+        if self.root is None:
+            return []
+        with self._registry():
+            found = [
+                p
+                for p in self.root.iterdir()
+                if p.name.startswith(TRASH)
+                or (p.name.startswith(".") and p.name.endswith((".tmp", ".old")))
+            ]
+            for path in found:
+                local.remove(path)
+        return sorted(found)
 
     def close(self) -> None:
         with self._lock:
             for gallery in self._open.values():
                 gallery.close()
             self._open.clear()
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
