@@ -129,7 +129,7 @@ def same_everywhere(clients, name: str) -> dict[str, Any] | None:
 def test_exactly_one_of_concurrent_creates_wins(clients, backend):
     for round_ in range(4):
         name = f"create-{backend}-{round_}"
-        results = run_all([lambda c=c: c.create(name, backend=backend) for c in clients * 3])
+        results = run_all([lambda c=c, n=name: c.create(n, backend=backend) for c in clients * 3])
         codes = assert_no_5xx(results, {200, 409})
         assert codes[200] == 1, codes
         conflict = next(body for code, body in results if code == 409)
@@ -144,7 +144,7 @@ def test_exactly_one_of_concurrent_drops_wins(clients, backend, image):
         name = f"drop-{backend}-{round_}"
         clients[2].create(name, backend=backend)
         clients[round_ % 3].upsert(name, [("a", image, None), ("b", image, None)])
-        results = run_all([lambda c=c: c.drop(name) for c in clients * 3])
+        results = run_all([lambda c=c, n=name: c.drop(n) for c in clients * 3])
         codes = assert_no_5xx(results, {200, 404})
         assert codes[200] == 1, codes
         assert same_everywhere(clients, name) is None
@@ -163,10 +163,11 @@ def test_upserts_racing_drop_and_recreate_never_fail(clients, backend, image):
         n = 0
         while not stop.is_set():
             items = [(f"{tag}-{n}-{j}", image, {"n": n}) for j in range(2)]
-            got = outcome(lambda: client.upsert(name, items))
+            got = outcome(lambda items=items: client.upsert(name, items))
             if got[0] == 200:
                 assert got[1]["changed"] == 2
-            deleted = outcome(lambda: client.delete(name, [f"{tag}-{n}-0", "never-there"]))
+            gone = [f"{tag}-{n}-0", "never-there"]
+            deleted = outcome(lambda gone=gone: client.delete(name, gone))
             with lock:
                 results.extend([got, deleted])
             n += 1
@@ -193,9 +194,7 @@ def test_upserts_racing_drop_and_recreate_never_fail(clients, backend, image):
             assert 0 <= body["changed"] <= 2, body
     count = same_everywhere(clients, name)
     assert count is not None
-    hits = {
-        tuple(h["id"] for h in c.search(name, image=image, k=50)["hits"]) for c in clients * 2
-    }
+    hits = {tuple(h["id"] for h in c.search(name, image=image, k=50)["hits"]) for c in clients * 2}
     assert len(hits) == 1 and len(next(iter(hits))) == min(count, 50)
     clients[0].drop(name)
 
@@ -238,7 +237,7 @@ def test_non_finite_numbers_are_refused_with_the_field_on_both_transports(client
     }
     for field, call in calls.items():
         for client in (clients[0], clients[2]):
-            code, body = outcome(lambda c=client: call(c))
+            code, body = outcome(lambda c=client, call=call: call(c))
             assert code == 400, (field, client, body)
             assert body["field"].startswith(field), (field, body)
     assert same_everywhere(clients, name) == 0
