@@ -178,8 +178,7 @@ def writes(kind: str, backend: Any, params: dict[str, Any], n: int = 200) -> dic
     """Durable write throughput (the service's path: log + fsync per call) on a gallery opened
     from a snapshot of the built `backend` (also timed: that is what a restart costs)."""
     from ccsclip.engine.galleries import local
-    from ccsclip.engine.galleries.meta import LiveGalleryMeta
-    from ccsclip.engine.gallery import GalleryModel, GalleryProfile
+    from ccsclip.engine.galleries.meta import GalleryModel, GalleryProfile, LiveGalleryMeta
 
     root = Path(tempfile.mkdtemp(prefix="ccsclip-bench-"))
     try:

@@ -33,7 +33,6 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from ccsclip.bundle import MANIFEST, Manifest, ProfileEntry, check_file, read_manifest
-from ccsclip.engine.gallery import Gallery, check_gallery
 from ccsclip.engine.preprocess import ImagePreprocessor
 from ccsclip.engine.tokenizer import BundleTokenizer
 from ccsclip.errors import CcsclipError, IntegrityError, InvalidInputError, NotFoundError
@@ -649,28 +648,6 @@ class Engine:
         logits -= logits.max(axis=1, keepdims=True)
         weights = np.exp(logits)
         return weights / weights.sum(axis=1, keepdims=True)
-
-    def text_to_image(self, text: str, gallery: Gallery, k: int = 10) -> list[tuple[str, float]]:
-        """Gallery items nearest to a text (cosine). The text tower serves every profile."""
-        check_gallery(gallery, self)
-        return gallery.search(self.embed_texts([text])[0], k)
-
-    def image_to_image(
-        self, image: Image.Image, gallery: Gallery, k: int = 10, profile: str | None = None
-    ) -> list[tuple[str, float]]:
-        """Gallery items nearest to an image, embedded with the gallery's profile.
-
-        A different `profile` is refused: embeddings of two image towers do not share a space.
-        """
-        name = gallery.profile if profile is None else profile
-        if name != gallery.profile:
-            raise InvalidInputError(
-                f"gallery {str(gallery.path)!r} was built with profile {gallery.profile!r}; a "
-                f"query embedded with {name!r} is not comparable. Omit the profile or index the "
-                f"gallery again with {name!r}"
-            )
-        check_gallery(gallery, self, require_profile=True)
-        return gallery.search(self.embed_images([image], name)[0], k)
 
     def image_to_text(
         self, image: Image.Image, texts: Sequence[str], k: int = 5, profile: str | None = None

@@ -1,8 +1,8 @@
 """What gallery code needs from an engine, as a Protocol: galleries never import the engine.
 
-`engine.engine` imports the gallery modules (for `text_to_image`); if galleries imported the
-engine back, the two would form an import cycle. Galleries depend on this interface instead,
-which `Engine` satisfies structurally.
+Galleries depend on this interface, which `Engine` satisfies structurally, so the gallery code
+(and the index command's store) loads without the engine's sessions and never forms a cycle
+with it.
 """
 
 from __future__ import annotations

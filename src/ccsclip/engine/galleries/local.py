@@ -44,10 +44,11 @@ from ccsclip.engine.galleries.base import Filter, GalleryBackend, Hit, Metadata,
 from ccsclip.engine.galleries.exact import ExactBackend
 from ccsclip.engine.galleries.hnsw import HnswBackend, HnswParams
 from ccsclip.engine.galleries.meta import LiveGalleryMeta
-from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
+from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from ccsclip.fileio import atomic_directory, sha256_file
 
 META = "gallery.json"
+ROOT_LOCK = ".lock"  # in a gallery root: creates, drops and conversions, one at a time
 CURRENT = "CURRENT"
 LOCK = "lock"
 SNAPSHOT = "snapshot.json"
@@ -172,8 +173,12 @@ class LocalGallery:
         threads: int = 1,
         compact_bytes: int = DEFAULT_COMPACT_BYTES,
         clean: bool = True,
+        read_only: str | None = None,
     ) -> None:
+        """`read_only`: why writes are refused (a gallery shipped in a bundle); such a gallery is
+        never locked nor cleaned, so it may live on a read-only file system."""
         self.dir = directory
+        self.read_only = read_only
         self.meta = meta
         self.threads = threads
         self.compact_bytes = compact_bytes
@@ -186,7 +191,7 @@ class LocalGallery:
         self.last_write: float | None = None
         with self._lock:
             self.sync()
-        if clean:
+        if clean and read_only is None:
             self.clean(wait=True)  # at most one write or compaction long
 
     # ------------------------------------------------------------------ reading the files
@@ -216,7 +221,12 @@ class LocalGallery:
         if generation == self.generation:
             self._tail()
             return
-        if generation == self.generation + 1 and self.wal is not None and self.wal.exists():
+        if (
+            generation == self.generation + 1
+            and not current.get("rebuilt")
+            and self.wal is not None
+            and self.wal.exists()
+        ):
             self._tail()  # the old log is frozen: finish it, then continue with the new one
             if self.seq == int(current["seq"]):
                 self.generation, self.wal, self.offset = generation, self.dir / current["wal"], 0
@@ -266,6 +276,8 @@ class LocalGallery:
         The lock file is opened without O_CREAT: if a drop moved the folder away, there is no
         lock to take and the gallery is gone (404), never a FileNotFoundError. If the folder at
         our path is another gallery by now, `sync` finds another uid in CURRENT (404 too)."""
+        if self.read_only is not None:
+            raise ReadOnlyError(f"gallery: {self.meta.name!r} {self.read_only}")
         with self._lock:
             try:
                 with file_lock(self.dir / LOCK, create=False):
@@ -316,6 +328,8 @@ class LocalGallery:
         """Remove crash leftovers (see `leftovers`) if the gallery lock is free (or, with `wait`,
         once it is); returns what was removed. Opening a gallery calls it, so the disk a gallery
         uses stays bounded however many compactions were interrupted."""
+        if self.read_only is not None:
+            return []
         with self._lock:
             try:
                 with file_lock(self.dir / LOCK, create=False, wait=wait) as taken:
@@ -332,6 +346,9 @@ class LocalGallery:
     def _compact(self) -> None:
         generation = self.generation + 1
         snapshot, log = f"snap-{generation:06d}", f"wal-{generation:06d}.log"
+        rebuilt = isinstance(self.backend, HnswBackend) and self.backend.churned()
+        if rebuilt:  # heavy churn: a fresh graph (bounded memory, recall of a fresh build)
+            self.backend.rebuild()  # type: ignore[union-attr]
         write_snapshot(self.dir / snapshot, self.backend, self.seq, self.last_write)
         wal.create_empty(self.dir / log)
         current = {
@@ -340,6 +357,7 @@ class LocalGallery:
             "snapshot": snapshot,
             "seq": self.seq,
             "wal": log,
+            "rebuilt": rebuilt,  # other processes reload the snapshot rather than keep tailing
         }
         durable_json(self.dir / CURRENT, current)
         self.generation, self.wal, self.offset = generation, self.dir / log, 0

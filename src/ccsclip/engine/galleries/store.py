@@ -1,33 +1,47 @@
-"""The galleries a server can write: embedded ones under a root folder, and Milvus ones.
+"""Every gallery a server serves, in one namespace: embedded ones under a root folder, Milvus
+ones, and read-only ones shipped with the bundle.
 
 `GalleryStore` creates, opens (once per process, then cached), lists and drops galleries by name.
 Names are checked against a strict pattern (`base.NAME_PATTERN`) and only ever joined to the
 configured root, so a request can never name a path. A gallery created or dropped by another
 process is noticed on the next lookup (the folder, or Milvus's registry, is the truth).
+
+Shipped galleries (CCSCLIP_GALLERIES, by default `<bundle>/galleries/*`) are ordinary gallery
+folders, written by `ccsclip index`, opened read-only: a write or drop answers 409 naming why,
+and no gallery can be created under their names. Folders in the old `ccsclip index` format are
+converted on open (`legacy.py`) or refused with the command that converts them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ccsclip.engine.galleries import local
+from ccsclip.engine.galleries import legacy, local
 from ccsclip.engine.galleries.base import check_name
 from ccsclip.engine.galleries.hnsw import HnswParams
 from ccsclip.engine.galleries.meta import LiveGalleryMeta, check_binding, new_meta
 from ccsclip.engine.galleries.milvus import MilvusConnection, MilvusGallery, MilvusParams
 from ccsclip.engine.identity import EmbeddingModel
-from ccsclip.errors import ConflictError, InvalidInputError, NotFoundError
+from ccsclip.errors import (
+    CcsclipError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ReadOnlyError,
+)
 
+log = logging.getLogger(__name__)
 Gallery = local.LocalGallery | MilvusGallery
-ROOT_LOCK = ".lock"
+ROOT_LOCK = local.ROOT_LOCK
 TRASH = ".dropped-"
 
 
@@ -51,11 +65,12 @@ class GalleryStore:
 
     def __init__(
         self,
-        engine: EmbeddingModel,
+        engine: EmbeddingModel | None,
         root: Path | None,
         milvus: MilvusConnection | None = None,
         threads: int = 1,
         compact_bytes: int = local.DEFAULT_COMPACT_BYTES,
+        shipped: Sequence[Path] = (),
     ) -> None:
         self.engine = engine
         self.root = root
@@ -65,9 +80,35 @@ class GalleryStore:
         self._open: dict[str, Gallery] = {}
         self._lock = threading.Lock()  # the open-gallery cache
         self._create_lock = threading.Lock()
+        self.shipped: dict[str, Path] = {}
+        self.refused: dict[str, str] = {}  # shipped names that cannot be served, and why
+        for folder in shipped:
+            self._add_shipped(Path(folder))
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
             self.clean()
+            for folder in sorted(root.iterdir()):
+                if folder.is_dir() and legacy.is_legacy(folder):
+                    legacy.migrate(folder)
+            for name in sorted(set(self.shipped) & set(self.names_in_root())):
+                log.error("gallery %r in %s is hidden by the shipped one of that name", name, root)
+
+    def _add_shipped(self, folder: Path) -> None:
+        name = check_name(folder.name, "CCSCLIP_GALLERIES")
+        if name in self.shipped or name in self.refused:
+            raise InvalidInputError(
+                f"CCSCLIP_GALLERIES: two galleries are named {name!r} ({folder} and "
+                f"{self.shipped.get(name)}); galleries are addressed by folder name, rename one"
+            )
+        try:
+            if legacy.is_legacy(folder):
+                legacy.migrate(folder)
+            if not (folder / local.CURRENT).is_file():
+                raise InvalidInputError(f"{folder} is not a gallery folder (no {local.CURRENT})")
+            self.shipped[name] = folder
+        except CcsclipError as exc:
+            log.error("gallery %s is not served: %s", folder, exc)
+            self.refused[name] = str(exc)
 
     # ------------------------------------------------------------------ lookups
 
@@ -89,14 +130,17 @@ class GalleryStore:
         record = self.milvus.record(name) if self.milvus is not None else None
         return None if record is None else LiveGalleryMeta.model_validate(record["meta"])
 
+    def names_in_root(self) -> list[str]:
+        if self.root is None:
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if not p.name.startswith(".") and (p / local.CURRENT).is_file()
+        )
+
     def names(self) -> list[str]:
-        found: set[str] = set()
-        if self.root is not None:
-            found |= {
-                p.name
-                for p in self.root.iterdir()
-                if not p.name.startswith(".") and (p / local.CURRENT).is_file()
-            }
+        found = set(self.shipped) | set(self.names_in_root())
         if self.milvus is not None:
             found |= set(self.milvus.records())
         return sorted(found)
@@ -108,8 +152,12 @@ class GalleryStore:
     def get(self, name: str, field: str = "gallery") -> Gallery:
         """The open gallery (opened on first use); NotFoundError if there is none by that name."""
         check_name(name, field)
+        if name in self.refused:
+            raise NotFoundError(f"{field}: gallery {name!r} is not served: {self.refused[name]}")
         with self._lock:
             cached = self._open.get(name)
+            if cached is not None and name in self.shipped:
+                return cached
             if cached is not None:  # still the same gallery (not dropped, maybe re-created)?
                 if cached.meta.backend == "milvus":
                     meta = self._milvus_meta(name)
@@ -118,15 +166,29 @@ class GalleryStore:
                 if meta is not None and meta.uid == cached.meta.uid:
                     return cached
                 self._open.pop(name).close()
-            meta = self._local_meta(name) or self._milvus_meta(name)
+            meta = self._shipped_meta(name) or self._local_meta(name) or self._milvus_meta(name)
             if meta is None:
                 raise NotFoundError(f"{field}: unknown gallery {name!r}; galleries: {self.names()}")
-            check_binding(meta, self.engine)
+            if self.engine is not None:
+                check_binding(meta, self.engine)
             gallery = self._open_gallery(meta)
             self._open[name] = gallery
             return gallery
 
+    def _shipped_meta(self, name: str) -> LiveGalleryMeta | None:
+        folder = self.shipped.get(name)
+        if folder is None:
+            return None
+        return LiveGalleryMeta.model_validate_json((folder / local.META).read_text("utf-8"))
+
     def _open_gallery(self, meta: LiveGalleryMeta) -> Gallery:
+        folder = self.shipped.get(meta.name)
+        if folder is not None:
+            why = (
+                f"is shipped read-only ({folder}); to change it, copy it into the gallery root "
+                f"under another name: ccsclip gallery copy {folder} <root>/<name>"
+            )
+            return local.LocalGallery(folder, meta, self.threads, read_only=why)
         if meta.backend == "milvus":
             assert self.milvus is not None
             return MilvusGallery(self.milvus, meta)
@@ -153,6 +215,11 @@ class GalleryStore:
                 f"backend: {backend!r} galleries need a folder: set CCSCLIP_GALLERY_ROOT"
             )
         meta = new_meta(self.engine, name, profile, backend, params)
+        if name in self.shipped or name in self.refused:
+            raise ConflictError(
+                f"gallery: {name!r} is the name of a gallery shipped read-only "
+                f"({self.shipped.get(name) or self.refused[name]}); choose another name"
+            )
         with self._registry():
             if self._local_meta(name) is not None or self._milvus_meta(name) is not None:
                 raise ConflictError(f"gallery: {name!r} already exists; drop it first")
@@ -177,6 +244,8 @@ class GalleryStore:
         of the namespace and deleted. Of N concurrent drops exactly one succeeds; the others
         find no gallery under the lock (404)."""
         check_name(name, "gallery")
+        if name in self.shipped:
+            raise ReadOnlyError(f"gallery: {name!r} is shipped read-only and cannot be dropped")
         with self._lock:
             cached = self._open.pop(name, None)
             if cached is not None:
