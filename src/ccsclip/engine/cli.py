@@ -93,9 +93,9 @@ def index(
         )
 
 
-def _bar() -> Progress:
+def _bar(what: str = "indexing") -> Progress:
     return Progress(
-        TextColumn("[bold]indexing"),
+        TextColumn(f"[bold]{what}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -115,7 +115,8 @@ def _params(pairs: list[str]) -> dict[str, int | str]:
 
 
 gallery_app = typer.Typer(
-    help="Maintain galleries: check and repair a store.", no_args_is_help=True
+    help="Maintain galleries: check and repair, copy between backends, convert old folders.",
+    no_args_is_help=True,
 )
 
 
@@ -149,6 +150,52 @@ def check(
             console.print(f"  + {repaired}", markup=False)
         remaining += len(report.problems) - len(report.repaired)
     raise typer.Exit(1 if remaining > 0 else 0)
+
+
+@gallery_app.command("copy")
+def copy(
+    source: Annotated[str, typer.Argument(help="ROOT/NAME or milvus+http://HOST:PORT/NAME")],
+    dest: Annotated[str, typer.Argument(help="ROOT/NAME or milvus+http://HOST:PORT/NAME")],
+    backend: Annotated[
+        str | None, typer.Option(help="exact or hnsw for a folder (default: the source's)")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="backend parameter KEY=VALUE (repeatable)")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=65536)] = 1024,
+) -> None:
+    """Copy a gallery into another backend without embedding again (streaming, resumable)."""
+    from ccsclip.engine.galleries.copy import MILVUS, copy_gallery, open_store
+
+    try:
+        source_store, source_name = open_store(source)
+        gallery = source_store.get(source_name, "SRC")
+        store, name = open_store(dest)
+        if dest.startswith(MILVUS):
+            kind = "milvus"
+        else:
+            kind = backend or ("hnsw" if gallery.meta.backend == "milvus" else gallery.meta.backend)
+        params = _params(param or []) or (
+            gallery.meta.params if kind == gallery.meta.backend else {}
+        )
+        with _bar("copying") as bar:
+            task = bar.add_task("copy", total=None)
+            result = copy_gallery(
+                gallery,
+                store,
+                name,
+                kind,
+                params,
+                batch_size,
+                lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except CcsclipError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    console.print(
+        f"{source} -> {dest} ({kind}): copied {result.copied}, already there {result.already}",
+        markup=False,
+    )
 
 
 @gallery_app.command("migrate")

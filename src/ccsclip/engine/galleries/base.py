@@ -203,6 +203,14 @@ class GalleryBackend(abc.ABC):
     ) -> list[Hit]:
         """The k items nearest to a unit query, best first."""
 
+    @abc.abstractmethod
+    def ids(self) -> list[str]:
+        """Every item id (a copy)."""
+
+    @abc.abstractmethod
+    def get(self, ids: Sequence[str]) -> tuple[np.ndarray, list[Metadata]]:
+        """Unit vectors [len(ids), E] and metadata of present ids, in order (a copy)."""
+
     def info(self) -> dict[str, Any]:
         """Backend-specific facts for the gallery info (index parameters, memory)."""
         return {}

@@ -95,6 +95,10 @@ class ExactBackend(GalleryBackend):
     def ids(self) -> list[str]:
         return list(self._ids)
 
+    def get(self, ids: Sequence[str]) -> tuple[np.ndarray, list[Metadata]]:
+        rows = [self._row[i] for i in ids]
+        return self._vectors[rows].copy(), [dict(self._meta[r]) for r in rows]
+
     def search(
         self,
         query: np.ndarray,

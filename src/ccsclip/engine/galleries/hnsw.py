@@ -115,6 +115,22 @@ class HnswBackend(GalleryBackend):
             self.removed += len(keys)
         return len(keys)
 
+    def ids(self) -> list[str]:
+        return list(self._key)
+
+    def get(self, ids: Sequence[str]) -> tuple[np.ndarray, list[Metadata]]:
+        keys = [self._key[i] for i in ids]
+        if not keys:
+            return np.zeros((0, self.dim), np.float32), []
+        return self._vectors(np.array(keys, dtype=np.uint64)), [dict(self._meta[k]) for k in keys]
+
+    def _vectors(self, keys: np.ndarray) -> np.ndarray:
+        """Stored vectors of `keys`, as unit float32 rows (f16 storage is widened)."""
+        got = self._index.get(keys, dtype=np.float32)
+        vectors = np.stack(got) if isinstance(got, tuple) else np.asarray(got)
+        vectors = vectors.reshape(len(keys), self.dim)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
     def churned(self, share: float = REBUILD_SHARE) -> bool:
         """Whether removed nodes pass `share` of all nodes (live and removed)."""
         return self.removed > share * (self.removed + self.count())
@@ -124,9 +140,7 @@ class HnswBackend(GalleryBackend):
         keys = np.array(list(self._key.values()), dtype=np.uint64)
         fresh = self._new_index()
         if len(keys):
-            got = self._index.get(keys, dtype=np.float32)
-            vectors = np.stack(got) if isinstance(got, tuple) else np.asarray(got)
-            fresh.add(keys, vectors.reshape(len(keys), self.dim), threads=self.threads)
+            fresh.add(keys, self._vectors(keys), threads=self.threads)
         self._index, self.removed = fresh, 0
 
     # ------------------------------------------------------------------ reads
@@ -147,10 +161,7 @@ class HnswBackend(GalleryBackend):
         return np.asarray(found.keys, dtype=np.uint64), 1.0 - np.asarray(found.distances)
 
     def _exact(self, query: np.ndarray, keys: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
-        got = self._index.get(np.array(keys, dtype=np.uint64), dtype=np.float32)
-        vectors = np.stack(got) if isinstance(got, tuple) else np.asarray(got).reshape(-1, self.dim)
-        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        scores = vectors @ query
+        scores = self._vectors(np.array(keys, dtype=np.uint64)) @ query
         best = top_k(scores, k)
         return np.array(keys, dtype=np.uint64)[best], scores[best]
 

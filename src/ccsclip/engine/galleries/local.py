@@ -383,6 +383,18 @@ class LocalGallery:
             self.sync()
             return self.backend.contains(ids)
 
+    def items(self, batch: int = 1024) -> Iterator[tuple[list[str], np.ndarray, list[Metadata]]]:
+        """Every item, `batch` at a time (ids, unit vectors, metadata), as of the call."""
+        with self._lock:
+            self.sync()
+            ids = self.backend.ids()
+        for start in range(0, len(ids), batch):
+            with self._lock:  # writes between batches: take what is there now
+                present = self.backend.contains(ids[start : start + batch])
+                chunk = [i for i in ids[start : start + batch] if i in present]
+                vectors, metadata = self.backend.get(chunk)
+            yield chunk, vectors, metadata
+
     def info(self) -> dict[str, Any]:
         with self._lock:
             self.sync()

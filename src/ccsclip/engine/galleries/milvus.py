@@ -25,7 +25,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -271,6 +271,20 @@ class MilvusGallery:
     def contains(self, ids: Sequence[str]) -> set[str]:
         rows = self.conn.client.get(self.collection, ids=list(ids), output_fields=["id"])
         return {str(row["id"]) for row in rows}
+
+    def items(self, batch: int = 1024) -> Iterator[tuple[list[str], np.ndarray, list[Metadata]]]:
+        """Every item, `batch` at a time (ids, unit vectors, metadata), by a query iterator."""
+        iterator = guarded(
+            lambda _: self.conn.client.query_iterator(
+                self.collection, batch_size=batch, output_fields=["id", "vector", "metadata"]
+            )
+        )(self)
+        next_batch = guarded(lambda _: iterator.next())
+        while rows := next_batch(self):
+            ids = [str(r["id"]) for r in rows]
+            vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32)
+            yield ids, vectors, [dict(r.get("metadata") or {}) for r in rows]
+        iterator.close()
 
     @guarded
     def count(self) -> int:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -203,7 +204,10 @@ class GalleryStore:
         profile: str | None,
         backend: str = "hnsw",
         params: dict[str, Any] | None = None,
+        like: LiveGalleryMeta | None = None,
     ) -> Gallery:
+        """A new gallery bound to `profile` of the engine, or (`like`) to the model and profile
+        of another gallery (a copy: no engine needed)."""
         check_name(name, "gallery")
         params = check_params(backend, params)
         if backend == "milvus" and self.milvus is None:
@@ -214,7 +218,19 @@ class GalleryStore:
             raise InvalidInputError(
                 f"backend: {backend!r} galleries need a folder: set CCSCLIP_GALLERY_ROOT"
             )
-        meta = new_meta(self.engine, name, profile, backend, params)
+        if like is not None:
+            meta = like.model_copy(
+                update={
+                    "name": name,
+                    "uid": uuid.uuid4().hex,
+                    "created_at": time.time(),
+                    "backend": backend,
+                    "params": params,
+                }
+            )
+        else:
+            assert self.engine is not None, "creating a gallery needs an engine (or `like`)"
+            meta = new_meta(self.engine, name, profile, backend, params)
         if name in self.shipped or name in self.refused:
             raise ConflictError(
                 f"gallery: {name!r} is the name of a gallery shipped read-only "
