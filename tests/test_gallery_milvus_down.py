@@ -41,6 +41,18 @@ def restart_milvus(root: Path, uri: str) -> subprocess.Popen:
     )
 
 
+def eventually(call, seconds: float = 120.0):
+    """The call's answer once it succeeds; until then only 503 (retry later) is allowed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return call()
+        except ApiError as exc:
+            assert exc.status == 503, exc.body
+            assert time.monotonic() < deadline, f"not recovered within {seconds} s"
+            time.sleep(1)
+
+
 def test_milvus_down_answers_503_and_recovers_by_itself(tmp_path):
     world = make_world(tmp_path / "world")
     milvus, uri = start_milvus(tmp_path)
@@ -86,19 +98,11 @@ def test_milvus_down_answers_503_and_recovers_by_itself(tmp_path):
             assert client.search("m-exact", image=image, k=1)["hits"][0]["id"] in ("a", "b")
 
         again = restart_milvus(tmp_path, uri)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                after = http.search("m-milvus", image=image, k=2)["hits"]
-                break
-            except ApiError as exc:
-                assert exc.status == 503, exc.body
-                assert time.monotonic() < deadline, "not recovered within 120 s"
-                time.sleep(1)
+        after = eventually(lambda: http.search("m-milvus", image=image, k=2)["hits"])
         assert [h["id"] for h in after] == [h["id"] for h in before]
         for client in (http, rpc, GalleryHttp(http_server)):  # every process recovers
-            assert int(client.info("m-milvus")["count"]) == 2
-        rpc.upsert("m-milvus", [("c", image, None)])
+            assert int(eventually(lambda c=client: c.info("m-milvus"))["count"]) == 2
+        eventually(lambda: rpc.upsert("m-milvus", [("c", image, None)]))
         assert int(http.info("m-milvus")["count"]) == 3
         http.close()
         rpc.close()
