@@ -43,6 +43,7 @@ ccsclip export "${MODEL[@]}" --out "$WORK/bundle" --default-profile baseline \
 ccsclip bundle verify "$WORK/bundle"
 ccsclip index --bundle "$WORK/bundle" --profile baseline --images "$W/gallery" \
   --root "$WORK/galleries" --name gallery --backend exact
+ccsclip gallery check --root "$WORK/galleries" --repair  # what crashes left, removed (none here)
 
 if [ "${SERVE:-1}" = "0" ]; then
   echo "== 4-5/5 skipped (SERVE=0)"
