@@ -37,12 +37,13 @@ bench: setup
 	$(BIN)/python benchmarks/decompose.py
 
 # The Bento: the embedded default's bundle with its gallery and probe sets in default/bundle/
-# (the service finds <bundle>/galleries/* and <bundle>/probes/* by itself), then `bentoml build`.
+# (the service finds <bundle>/galleries/* and <bundle>/probes/* by itself and serves those
+# galleries read-only), then `bentoml build`.
 bento: setup
 	SERVE=0 WORK=runs/bento PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
 	rm -rf default && mkdir -p default
 	cp -r runs/bento/bundle default/bundle
-	cp -r runs/bento/galleries default/bundle/galleries
+	mkdir -p default/bundle/galleries && cp -r runs/bento/galleries/gallery default/bundle/galleries/
 	mkdir -p default/bundle/probes && cp -r runs/bento/world/accuracy-shape \
 		runs/bento/world/accuracy-pattern runs/bento/world/bias-shape-colour default/bundle/probes/
 	$(BIN)/bentoml build

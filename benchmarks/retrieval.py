@@ -4,7 +4,8 @@ Data are CLUSTERED synthetic unit vectors (E = 512): 1,000 Gaussian centres, ite
 around them, queries drawn the same way but not in the gallery. Real embeddings are clustered
 like this. Uniform random vectors are not: in 512 dimensions every pair is nearly orthogonal,
 nearest neighbours are barely nearer than anything else, and every HNSW implementation "fails"
-(recall@10 0.03-0.11 at ef 64-256 here, design §12) although it works on real data. So the data
+(recall@10 0.03-0.11 at ef 64-256 here, docs/design.md §12) although it works on real data.
+So the data
 are clustered, and recall is always reported against the exact backend's top-10.
 
 Per backend and size: build time (bulk add, one thread), memory (the index's own bytes and the
@@ -17,9 +18,15 @@ recall@10 >= 0.95 (goal at 200,000 items: >= 20x).
 
     python benchmarks/retrieval.py [--quick] [--sizes 100000,200000] [--backends exact,hnsw,...]
                                    [--queries 200] [--json FILE]
+    python benchmarks/retrieval.py --lifecycle [--sizes 20000]
+
+`--lifecycle`, per size: the HNSW build on one thread and on every core (usearch `threads`,
+items/s and recall@10 at ef 64), delete churn (half the items deleted and re-added five times:
+recall@10 and index bytes churned, after the compaction's rebuild, and of a fresh build), and
+`ccsclip gallery copy` throughput (hnsw folder -> exact folder, -> hnsw folder).
 
 `--quick`: 20,000 items, a minute or two. Builds are slow on one core (usearch: about 430 s for
-200,000 x 512); `milvus` (milvus-lite, a pure-Python server: design §12) is only a behaviour
+200,000 x 512); `milvus` (milvus-lite, a pure-Python server: docs/design.md §12) is only a behaviour
 reference and is not in the default list at full size.
 """
 
@@ -178,8 +185,7 @@ def writes(kind: str, backend: Any, params: dict[str, Any], n: int = 200) -> dic
     """Durable write throughput (the service's path: log + fsync per call) on a gallery opened
     from a snapshot of the built `backend` (also timed: that is what a restart costs)."""
     from ccsclip.engine.galleries import local
-    from ccsclip.engine.galleries.meta import LiveGalleryMeta
-    from ccsclip.engine.gallery import GalleryModel, GalleryProfile
+    from ccsclip.engine.galleries.meta import GalleryModel, GalleryProfile, LiveGalleryMeta
 
     root = Path(tempfile.mkdtemp(prefix="ccsclip-bench-"))
     try:
@@ -371,6 +377,95 @@ def report(results: dict[str, dict[str, Any]]) -> None:
         print(f"{size:>8} {backend:<9} {ef:>4} {q['recall']:9.3f} {speed:23.1f}x")
 
 
+def _recall_at(backend: Any, queries: np.ndarray, truth: np.ndarray, ef: int = 64) -> float:
+    from ccsclip.engine.galleries.base import SearchParams
+
+    found = [[int(h.id) for h in backend.search(q, K, None, SearchParams(ef=ef))] for q in queries]
+    return recall(found, truth)
+
+
+def bench_lifecycle(data: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """Build threads, churn and rebuild, copy throughput (see the module doc)."""
+    from ccsclip.engine.galleries import local
+    from ccsclip.engine.galleries.copy import copy_gallery, open_store
+    from ccsclip.engine.galleries.hnsw import HnswBackend, HnswParams
+    from ccsclip.engine.galleries.meta import GalleryModel, GalleryProfile, LiveGalleryMeta
+
+    ids = [str(i) for i in range(len(data))]
+    out: dict[str, Any] = {"build": {}, "cores": os.cpu_count()}
+    for label, threads, efc in (
+        ("1 thread", 1, 128),
+        ("all cores", 0, 128),
+        ("all, efc 64", 0, 64),
+    ):
+        backend = HnswBackend(E, HnswParams(ef_construction=efc), threads=threads)
+        started = time.perf_counter()
+        for s in range(0, len(data), 1024):  # `ccsclip index` and `copy` write in batches
+            backend.upsert(ids[s : s + 1024], data[s : s + 1024], [{}] * len(data[s : s + 1024]))
+        seconds = time.perf_counter() - started
+        out["build"][label] = {
+            "items_per_s": len(data) / seconds,
+            "recall@10_ef64": _recall_at(backend, queries, truth),
+        }
+    fresh = HnswBackend(E, HnswParams(), threads=0)
+    fresh.upsert(ids, data, [{}] * len(ids))
+    churned = HnswBackend(E, HnswParams(), threads=0)
+    churned.upsert(ids, data, [{}] * len(ids))
+    for round_ in range(5):
+        half = ids[round_ % 2 :: 2]
+        churned.delete(half)
+        churned.upsert(half, data[round_ % 2 :: 2], [{}] * len(half))
+    out["churn"] = {
+        "fresh": (_recall_at(fresh, queries, truth), fresh.info()["bytes"] / 2**20),
+        "churned": (_recall_at(churned, queries, truth), churned.info()["bytes"] / 2**20),
+    }
+    started = time.perf_counter()
+    churned.rebuild()
+    out["churn"]["rebuild_s"] = time.perf_counter() - started
+    out["churn"]["rebuilt"] = (_recall_at(churned, queries, truth), churned.info()["bytes"] / 2**20)
+    root = Path(tempfile.mkdtemp(prefix="ccsclip-copy-"))
+    try:
+        meta = LiveGalleryMeta(
+            name="src",
+            uid="src-uid",
+            created_at=0.0,
+            backend="hnsw",
+            model=GalleryModel(name="m", weights_sha256="0"),
+            profile=GalleryProfile(name="p", sha256="0"),
+            embed_dim=E,
+            bundle_manifest_sha256="0",
+        )
+        source = local.LocalGallery(local.create_local(root / "a", meta), meta, threads=0)
+        for s in range(0, len(data), 4096):
+            source.upsert(ids[s : s + 4096], data[s : s + 4096], [{}] * len(ids[s : s + 4096]))
+        out["copy"] = {}
+        for kind in ("exact", "hnsw"):
+            store, name = open_store(str(root / "b" / kind))
+            started = time.perf_counter()
+            copy_gallery(source, store, name, kind)
+            out["copy"][kind] = len(data) / (time.perf_counter() - started)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def report_lifecycle(size: int, r: dict[str, Any]) -> None:
+    print(f"\n{size} items x {E}, {r['cores']} cores, load {os.getloadavg()[0]:.1f}")
+    for label, b in r["build"].items():
+        print(
+            f"  build {label:>12}: {b['items_per_s']:8.0f} items/s, recall@10 (ef 64) "
+            f"{b['recall@10_ef64']:.3f}"
+        )
+    c = r["churn"]
+    for label in ("fresh", "churned", "rebuilt"):
+        print(
+            f"  churn {label:>8}: recall@10 (ef 64) {c[label][0]:.3f}, index {c[label][1]:.1f} MB"
+        )
+    print(f"  rebuild {c['rebuild_s']:.1f} s")
+    for kind, rate in r["copy"].items():
+        print(f"  copy hnsw -> {kind}: {rate:8.0f} items/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20,000 items")
@@ -379,7 +474,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-writes", action="store_true", help="skip the write throughput")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--lifecycle", action="store_true", help="build, churn, copy figures")
     args = parser.parse_args()
+    if args.lifecycle:
+        for size in [int(s) for s in (args.sizes or "20000").split(",")]:
+            data, queries = make_data(size, args.queries)
+            report_lifecycle(size, bench_lifecycle(data, queries, exact_truth(data, queries)))
+        return
     sizes = [
         int(s) for s in (args.sizes or ("20000" if args.quick else "100000,200000")).split(",")
     ]

@@ -42,15 +42,16 @@ ccsclip export "${MODEL[@]}" --out "$WORK/bundle" --default-profile baseline \
   --profile "$P/random-s0.yaml" "${SEARCHED[@]}" --int8 baseline --probe "$W/accuracy-shape"
 ccsclip bundle verify "$WORK/bundle"
 ccsclip index --bundle "$WORK/bundle" --profile baseline --images "$W/gallery" \
-  --out "$WORK/galleries/gallery"
+  --root "$WORK/galleries" --name gallery --backend exact
+ccsclip gallery check --root "$WORK/galleries" --repair  # what crashes left, removed (none here)
 
 if [ "${SERVE:-1}" = "0" ]; then
   echo "== 4-5/5 skipped (SERVE=0)"
   exit 0
 fi
-export CCSCLIP_BUNDLE="$WORK/bundle" CCSCLIP_GALLERIES="$WORK/galleries/gallery"
+export CCSCLIP_BUNDLE="$WORK/bundle" CCSCLIP_GALLERIES=""  # none shipped read-only here
 export CCSCLIP_PROBES="$W/accuracy-shape,$W/accuracy-pattern,$W/bias-shape-colour"
-export CCSCLIP_GALLERY_ROOT="$WORK/live-galleries"
+export CCSCLIP_GALLERY_ROOT="$WORK/galleries"  # the indexed gallery and the live one, together
 export BENTOML_DO_NOT_TRACK=True
 
 echo "== 4/5 a gallery that grows: create it, upsert images, search, delete over HTTP"
@@ -62,5 +63,5 @@ kill "$SERVER" && wait "$SERVER" || true
 trap - EXIT
 
 echo "== 5/5 serving on http://127.0.0.1:$PORT (profiles: baseline, high-ccs, low-ccs, random-s0,"
-echo "       and search when it met its constraint; the live gallery 'live' in $CCSCLIP_GALLERY_ROOT)"
+echo "       and search when it met its constraint; galleries 'gallery' and 'live' in $CCSCLIP_GALLERY_ROOT)"
 exec bentoml serve service:CCSClip --port "$PORT"

@@ -53,8 +53,8 @@ def main() -> None:
         info = call(client, "create", {"gallery": args.gallery, "backend": "hnsw"})
         print(f"created {info['gallery']!r}: backend {info['backend']}, profile {info['profile']}")
         items = [
-            {
-                "id": row["id"],
+            {  # the id convention of `ccsclip index`: the file's path below the folder
+                "id": f"{row['id']}.png",
                 "image": base64.b64encode((args.images / f"{row['id']}.png").read_bytes()).decode(),
                 "metadata": {"shape": row["shape"], "colour": row["colour"]},
             }
@@ -76,9 +76,10 @@ def main() -> None:
                 f"{h['id']} ({h['metadata']['shape']}, {h['score']:.3f})" for h in hits
             )
             print(f"search {body['text']!r} [{label}]: {found}")
-        call(client, "delete", {"gallery": args.gallery, "ids": [rows[0]["id"]]})
+        gone = items[0]["id"]
+        call(client, "delete", {"gallery": args.gallery, "ids": [gone]})
         info = call(client, "info", {"gallery": args.gallery})
-        print(f"deleted {rows[0]['id']}; the gallery holds {info['count']} items")
+        print(f"deleted {gone}; the gallery holds {info['count']} items")
 
 
 if __name__ == "__main__":

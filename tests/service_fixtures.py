@@ -49,6 +49,9 @@ STATUS_OF_CODE = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.UNAVAILABLE: 503,
 }
 
 
@@ -104,7 +107,8 @@ class World:
 
 def make_world(root: Path) -> World:
     from ccsclip.engine.engine import Engine
-    from ccsclip.engine.gallery import build_gallery
+    from ccsclip.engine.galleries.bulk import index_into, open_or_create
+    from ccsclip.engine.galleries.store import GalleryStore
     from ccsclip.models import load_model
     from ccsclip.organism.probes import generate_all
 
@@ -114,8 +118,9 @@ def make_world(root: Path) -> World:
     world = root / "world"
     generate_all(world, 0, n_per_class=4, n_per_cell=2, n_gallery=24, n_calibration=1)
     engine = Engine.load(bundle, intra_op_threads=1)
-    gallery = root / "galleries" / GALLERY
-    build_gallery(engine, DEFAULT, world / "gallery", gallery)
+    store = GalleryStore(engine, root / "galleries")  # what `ccsclip index` does
+    index_into(engine, open_or_create(store, GALLERY, DEFAULT, "exact", {}), world / "gallery")
+    gallery = root / "galleries" / GALLERY  # served read-only, as a bundle ships it
     return World(
         root=root,
         loaded=loaded,

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from ccsclip.engine.engine import Engine
-from ccsclip.engine.gallery import build_gallery, check_gallery, load_gallery, read_image
+from ccsclip.engine.gallery import read_image
 from ccsclip.engine.probes import prepare_probe, run_probe
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 
@@ -92,7 +92,7 @@ def test_engine_modules_never_import_torch(bundle, world):
         from PIL import Image
         import ccsclip.engine.cli
         from ccsclip.engine.engine import Engine
-        from ccsclip.engine.gallery import load_gallery
+        import ccsclip.engine.galleries.store
         from ccsclip.engine.probes import run_probe
         engine = Engine.load({str(bundle)!r}, intra_op_threads=1)
         image = Image.open({str(world / "gallery" / "g00000.png")!r})
@@ -285,129 +285,6 @@ def test_text_cache_is_thread_safe(bundle):
         np.testing.assert_allclose(got, np.roll(expected, -i, axis=0), atol=1e-6)
     info = engine.text_cache_info()
     assert info["hits"] + info["misses"] == 12 * len(texts) and info["size"] <= 8
-
-
-# --------------------------------------------------------------------------- galleries
-
-
-@pytest.fixture(scope="module")
-def image_dir(world, tmp_path_factory) -> Path:
-    """The world's gallery images, one nested, plus a broken PNG (and the CSV, ignored)."""
-    root = Path(shutil.copytree(world / "gallery", tmp_path_factory.mktemp("imgs") / "images"))
-    (root / "nested").mkdir()
-    shutil.move(root / "g00019.png", root / "nested" / "g00019.png")
-    (root / "broken.png").write_bytes(b"not a png")
-    return root
-
-
-@pytest.fixture(scope="module")
-def gallery(engine, image_dir, tmp_path_factory):
-    return build_gallery(engine, PRUNED, image_dir, tmp_path_factory.mktemp("g") / "gallery")
-
-
-def test_gallery_round_trip(engine, gallery, image_dir):
-    assert gallery.meta.skipped == ["broken.png"]
-    assert gallery.count == 20 and gallery.ids == sorted(gallery.ids)
-    assert "nested/g00019.png" in gallery.ids and "gallery.csv" not in gallery.ids
-    assert gallery.meta.profile.sha256 == engine.profile_entry(PRUNED).sha256
-    assert gallery.meta.bundle_manifest_sha256 == engine.manifest_sha256
-    loaded = load_gallery(gallery.path, engine)
-    assert loaded.ids == gallery.ids and loaded.profile == PRUNED
-    expected = engine.embed_images([read_image(image_dir / i) for i in gallery.ids], PRUNED)
-    np.testing.assert_allclose(loaded.embeddings, expected, atol=1e-6)
-    assert sorted(p.name for p in gallery.path.parent.iterdir()) == ["gallery"]  # no temp left
-
-
-def test_gallery_search_is_exact_top_k(gallery):
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        query = rng.normal(size=gallery.embeddings.shape[1]).astype(np.float32)
-        scores = gallery.embeddings @ (query / np.linalg.norm(query))
-        order = np.argsort(-scores, kind="stable")
-        for k in (1, 3, 19, 20, 50):
-            got = gallery.search(query, k)
-            assert [item for item, _ in got] == [gallery.ids[i] for i in order[:k]]
-            np.testing.assert_allclose([s for _, s in got], scores[order[:k]], atol=1e-6)
-    with pytest.raises(InvalidInputError, match="32-dim"):
-        gallery.search(np.ones(5), 3)
-    with pytest.raises(InvalidInputError, match="k must"):
-        gallery.search(np.ones(32), 0)
-
-
-def test_retrieval_queries(engine, gallery, image_dir):
-    """Image and text queries as the service runs them: embed, then search the gallery."""
-    target = gallery.ids[7]
-    check_gallery(gallery, engine, require_profile=True)
-    query = engine.embed_images([read_image(image_dir / target)], gallery.profile)[0]
-    hits = gallery.search(query, 3)
-    assert hits[0][0] == target and hits[0][1] == pytest.approx(1.0, abs=1e-5)
-    assert hits[0][1] >= hits[1][1] >= hits[2][1]
-    check_gallery(gallery, engine)  # a text query may search any gallery of the model
-    text_hits = gallery.search(engine.embed_texts(["a red circle"])[0], 4)
-    assert len(text_hits) == 4 and [s for _, s in text_hits] == sorted(
-        (s for _, s in text_hits), reverse=True
-    )
-
-
-def test_gallery_tampering_and_mismatch_are_detected(engine, gallery, tmp_path):
-    copy = Path(shutil.copytree(gallery.path, tmp_path / "g"))
-    data = bytearray((copy / "embeddings.npy").read_bytes())
-    data[-1] ^= 0xFF
-    (copy / "embeddings.npy").write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match="embeddings.npy"):
-        load_gallery(copy)
-    shutil.copy(gallery.path / "embeddings.npy", copy / "embeddings.npy")
-    (copy / "ids.json").write_text(json.dumps(list(reversed(gallery.ids))))
-    with pytest.raises(IntegrityError, match="ids.json"):
-        load_gallery(copy)
-    shutil.copy(gallery.path / "ids.json", copy / "ids.json")
-    assert load_gallery(copy, engine).count == gallery.count
-
-    meta = json.loads((copy / "gallery.json").read_text())
-    meta["model"]["weights_sha256"] = "0" * 64
-    (copy / "gallery.json").write_text(json.dumps(meta))
-    load_gallery(copy)  # readable on its own...
-    with pytest.raises(IntegrityError, match="weights"):
-        load_gallery(copy, engine)  # ...but not servable by another model
-    meta = json.loads((gallery.path / "gallery.json").read_text())
-    meta["profile"]["sha256"] = "0" * 64
-    (copy / "gallery.json").write_text(json.dumps(meta))
-    with pytest.raises(IntegrityError, match="another file for profile"):
-        load_gallery(copy, engine)
-
-
-def test_build_gallery_refuses_bad_input(engine, image_dir, tmp_path):
-    (tmp_path / "precious").mkdir()
-    (tmp_path / "precious" / "notes.txt").write_text("keep me")
-    with pytest.raises(InvalidInputError, match="refusing to replace"):
-        build_gallery(engine, None, image_dir, tmp_path / "precious")
-    assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
-    with pytest.raises(NotFoundError, match="does not exist"):
-        build_gallery(engine, None, tmp_path / "nowhere", tmp_path / "g")
-    with pytest.raises(NotFoundError, match="unknown profile"):
-        build_gallery(engine, "nope", image_dir, tmp_path / "g")
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "x.png").write_bytes(b"junk")
-    with pytest.raises(InvalidInputError, match="could be read"):
-        build_gallery(engine, None, tmp_path / "bad", tmp_path / "g")
-
-
-def test_index_command(bundle, image_dir, tmp_path):
-    from typer.testing import CliRunner
-
-    from ccsclip.cli import app
-
-    runner = CliRunner()
-    out = tmp_path / "g"
-    args = ["index", "--bundle", str(bundle), "--images", str(image_dir), "--out", str(out)]
-    result = runner.invoke(app, [*args, "--profile", PRUNED, "--threads", "1"])
-    assert result.exit_code == 0, result.output
-    assert "gallery of 20 images" in result.output and "broken.png" in result.output
-    assert load_gallery(out).profile == PRUNED
-    bad = runner.invoke(app, [*args, "--profile", "nope"])
-    assert bad.exit_code == 2 and "unknown profile 'nope'" in bad.output
-    bad = runner.invoke(app, ["index", "--bundle", str(tmp_path), *args[3:]])
-    assert bad.exit_code == 2 and "manifest.json is missing" in bad.output
 
 
 # --------------------------------------------------------------------------- probes

@@ -300,7 +300,7 @@ def _bad_requests(items, other_profile_image) -> list[tuple[str, Any, int, str]]
     return [
         ("unknown gallery", lambda c, g: c.info("no-such-gallery"), 404, "gallery"),
         ("unknown gallery search", lambda c, g: c.search("nope", text="x"), 404, "gallery"),
-        ("duplicate gallery", lambda c, g: c.create(g), 400, "gallery"),
+        ("duplicate gallery", lambda c, g: c.create(g), 409, "gallery"),
         ("path characters", lambda c, g: c.create("../etc"), 400, "gallery"),
         ("slash", lambda c, g: c.create("a/b"), 400, "gallery"),
         ("empty id", lambda c, g: c.upsert(g, [("", image, None)]), 400, "items[0].id"),
@@ -421,17 +421,43 @@ def test_gallery_requests_are_counted_by_endpoint_and_profile(client, items):
     client.drop(name)
 
 
-def test_retrieve_still_serves_indexed_galleries(clients):
+def test_retrieve_is_gallery_search_with_identical_hits(clients, items):
+    """The indexed gallery the servers ship ("shapes", read-only) answers /v1/retrieve and
+    /v1/galleries/search alike, over both transports: the same ids and scores, best first."""
+    image = items[3][1]
     for client in clients.values():
-        answer = client.retrieve("shapes", text="a red circle", k=3)
-        assert len(answer["hits"]) == 3
+        for query in ({"text": "a red circle"}, {"image": image}):
+            retrieved = client.retrieve("shapes", k=7, **query)
+            searched = client.search("shapes", k=7, **query)
+            assert [(h["id"], h["score"]) for h in retrieved["hits"]] == [
+                (h["id"], h["score"]) for h in searched["hits"]
+            ]
+            assert len(retrieved["hits"]) == 7 and retrieved["profile"] == searched["profile"]
+        assert "shapes" in [g["gallery"] for g in client.list()["galleries"]]
+
+
+def test_a_shipped_gallery_refuses_writes_and_keeps_its_name(client, items):
+    before = int(client.info("shapes")["count"])
+    for call in (
+        lambda: client.upsert("shapes", [("new", items[0][1], None)]),
+        lambda: client.delete("shapes", ["g00000.png"]),
+        lambda: client.drop("shapes"),
+    ):
+        with pytest.raises(ApiError) as refused:
+            call()
+        assert refused.value.status == 409 and refused.value.body["kind"] == "read_only"
+        assert "read-only" in refused.value.body["error"]
+    with pytest.raises(ApiError) as clash:
+        client.create("shapes", backend="exact")  # one namespace: no second "shapes"
+    assert clash.value.status == 409 and clash.value.body["field"] == "gallery"
+    assert int(client.info("shapes")["count"]) == before
 
 
 # --------------------------------------------------------------------------- bulk path
 
 
 def test_index_streams_into_a_live_gallery_and_resumes(world, servers, clients, reference):
-    """`ccsclip index --backend hnsw` into the served store: interrupted after one batch, run
+    """`ccsclip index --backend hnsw` into the served root: interrupted after one batch, run
     again (the CLI), it adds only the rest; the servers serve the result at once."""
     import subprocess
 
@@ -451,7 +477,7 @@ def test_index_streams_into_a_live_gallery_and_resumes(world, servers, clients, 
         index_into(engine, gallery, images, batch_size=5, progress=stop_after_first)
     assert gallery.count() == 5
     args = ["index", "--bundle", str(world.bundle), "--images", str(images), "--backend"]
-    args += ["hnsw", "--name", "bulk", "--store", str(servers["store"]), "--batch-size", "4"]
+    args += ["hnsw", "--name", "bulk", "--root", str(servers["store"]), "--batch-size", "4"]
     done = subprocess.run(
         [str(Path(sys.executable).parent / "ccsclip"), *args],
         capture_output=True,

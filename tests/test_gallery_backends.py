@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +19,7 @@ from ccsclip.engine.galleries import local, wal
 from ccsclip.engine.galleries.base import SearchParams, check_filter, check_metadata, matches
 from ccsclip.engine.galleries.exact import ExactBackend
 from ccsclip.engine.galleries.hnsw import HnswBackend, HnswParams
-from ccsclip.engine.galleries.meta import LiveGalleryMeta
-from ccsclip.engine.gallery import GalleryModel, GalleryProfile
+from ccsclip.engine.galleries.meta import GalleryModel, GalleryProfile, LiveGalleryMeta
 from ccsclip.errors import InvalidInputError, NotFoundError
 
 DIM = 32
@@ -51,7 +51,7 @@ def test_gallery_modules_do_not_import_the_engine_or_torch():
     code = (
         "import sys, ccsclip.engine.gallery, ccsclip.engine.galleries.store; "
         "assert 'ccsclip.engine.engine' not in sys.modules, 'import cycle'; "
-        "import ccsclip.service.galleries, ccsclip.service.galleries_grpc, "
+        "import ccsclip.service.galleries, ccsclip.service.proto, "
         "ccsclip.engine.galleries.bulk, ccsclip.engine.galleries.milvus; "
         "assert 'torch' not in sys.modules and 'open_clip' not in sys.modules"
     )
@@ -148,3 +148,109 @@ def test_metadata_is_flat():
         with pytest.raises(InvalidInputError, match="metadata"):
             check_metadata(bad)
     assert not matches({"a": 1}, {"a": [True]})  # True is not 1 in a filter
+
+
+WRITER = """
+import sys, numpy as np
+sys.path.insert(0, {tests!r})
+from test_gallery_backends import clustered, meta
+from ccsclip.engine.galleries import local
+m = meta("c", "hnsw")
+g = local.LocalGallery(local.Path({folder!r}), m, compact_bytes=8192, clean=False)
+data = clustered(400, seed=5)
+for n in range(40):
+    g.upsert([f"w{{n}}-{{j}}" for j in range(10)], data[10 * n : 10 * n + 10], [{{}}] * 10)
+    print(n, flush=True)
+"""
+
+
+def test_crash_leftovers_are_removed_on_open_while_another_process_writes(tmp_path):
+    """What a kill during compaction, create or drop leaves is removed (bounded disk), while
+    a writer in another process keeps writing through compactions; nothing it wrote is lost."""
+    from ccsclip.engine.galleries.check import check_root
+    from ccsclip.engine.galleries.store import TRASH
+
+    m = meta("c", "hnsw")
+    folder = local.create_local(tmp_path, m)
+    first = local.LocalGallery(folder, m)
+    first.upsert(["a"], clustered(1), [{}])
+    first.compact()  # generation 1: snap-000001, wal-000001.log
+    planted = [
+        folder / ".snap-000002.x1y2.tmp",  # a compaction killed while writing its snapshot
+        folder / ".snap-000001.old",  # ... or while swapping it in
+        folder / ".CURRENT.123.456.tmp",  # ... or while writing CURRENT
+        folder / "snap-000007",  # a generation no CURRENT names
+        tmp_path / f"{TRASH}c-0123",  # a drop killed before deleting the folder
+        tmp_path / ".other.abcd.tmp",  # a create killed before its rename
+    ]
+    for path in planted:
+        if path.name.startswith(".CURRENT"):
+            path.write_text("{}")
+        else:
+            path.mkdir()
+            (path / "big.bin").write_bytes(b"\0" * 4096)
+    reports = {r.name: r for r in check_root(tmp_path)}
+    assert len(reports["c"].problems) == 4 and len(reports[""].problems) == 2, reports
+    tests = str(Path(__file__).parent)
+    code = WRITER.format(tests=tests, folder=str(folder))
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None and writer.stdout.readline()  # it is writing
+    reader = local.LocalGallery(folder, m)  # opening cleans, between two of its writes
+    assert not any(p.exists() for p in planted[:4])
+    from ccsclip.engine.galleries.store import GalleryStore
+
+    GalleryStore(None, tmp_path)  # type: ignore[arg-type]  # opening a root cleans it
+    assert not any(p.exists() for p in planted[4:])
+    assert writer.wait(120) == 0
+    assert reader.count() == 401 and local.LocalGallery(folder, m).count() == 401
+    assert all(not r.problems for r in check_root(tmp_path))
+    snapshots = sorted(p.name for p in folder.glob("snap-*"))
+    assert len(snapshots) <= 2, snapshots  # only the current generation and the one before
+
+
+def test_check_repairs_a_torn_tail_from_the_command_line(tmp_path):
+    m = meta("t", "exact")
+    folder = local.create_local(tmp_path, m)
+    local.LocalGallery(folder, m).upsert(["a"], clustered(1), [{}])
+    with open(folder / "wal-000000.log", "ab") as handle:
+        handle.write(b"CGW1\x00\x10\x00\x00garbage")
+    (folder / ".CURRENT.1.2.tmp").write_text("{}")
+    ccsclip = [sys.executable, "-m", "ccsclip.cli", "gallery", "check", "--root", str(tmp_path)]
+    found = subprocess.run(ccsclip, capture_output=True, text=True)
+    assert found.returncode == 1 and "torn record" in found.stderr + found.stdout, found
+    fixed = subprocess.run([*ccsclip, "--repair"], capture_output=True, text=True)
+    assert fixed.returncode == 0, fixed
+    again = subprocess.run(ccsclip, capture_output=True, text=True)
+    assert again.returncode == 0 and "1 items ok" in again.stderr + again.stdout, again
+
+
+def test_hnsw_churn_is_rebuilt_at_compaction_for_every_process(tmp_path):
+    """Half the items deleted and re-added five times: the compaction past the threshold
+    rebuilds the graph; memory and recall are a fresh build's, in the writer and in a reader
+    that follows the log (it reloads the rebuilt snapshot)."""
+    m = meta("churn", "hnsw", {"ef_search": 128})
+    folder = local.create_local(tmp_path, m)
+    writer = local.LocalGallery(folder, m, compact_bytes=1 << 40)
+    reader = local.LocalGallery(folder, m, compact_bytes=1 << 40)
+    data = clustered(2000)
+    ids = [f"i{i}" for i in range(len(data))]
+    writer.upsert(ids, data, [{}] * len(ids))
+    for round_ in range(5):
+        half = ids[round_ % 2 :: 2]
+        writer.delete(half)
+        rows = [int(i[1:]) for i in half]
+        writer.upsert(half, data[rows], [{}] * len(half))
+    assert reader.count() == 2000 and reader.backend.removed == 5000  # tombstones everywhere
+    writer.compact()
+    fresh = HnswBackend(DIM, HnswParams(ef_search=128))
+    fresh.upsert(ids, data, [{}] * len(ids))
+    assert writer.backend.removed == 0
+    assert writer.backend.info()["bytes"] <= 1.1 * fresh.info()["bytes"]
+    assert reader.count() == 2000 and reader.backend.removed == 0  # reloaded, not tailed
+    exact = ExactBackend(DIM)
+    exact.upsert(ids, data, [{}] * len(ids))
+    found = 0
+    for q in clustered(50, seed=7):
+        want = {h.id for h in exact.search(q, 10)}
+        found += len(want & {h.id for h in reader.search(q, 10, None, None)})
+    assert found / 500 >= 0.99

@@ -88,9 +88,10 @@ def engine(world):
 
 @pytest.fixture(scope="module")
 def gallery(world, engine):
-    from ccsclip.engine.gallery import load_gallery
+    """The served gallery, opened in-process as a reader (the exact reference)."""
+    from ccsclip.engine.galleries.store import GalleryStore
 
-    return load_gallery(world.gallery, engine)
+    return GalleryStore(engine, None, shipped=[world.gallery]).get(GALLERY)
 
 
 def png(image: Image.Image, fmt: str = "PNG", **kw: Any) -> bytes:
@@ -143,9 +144,9 @@ def test_retrieval_returns_the_expected_gallery_items(client, world, engine, gal
     assert by_image["hits"][0]["score"] == pytest.approx(1.0, abs=1e-5)
     text = "a red circle"
     by_text = client.retrieve(GALLERY, text=text, k=5)
-    expected = gallery.search(engine.embed_texts([text])[0], 5)
-    assert [h["id"] for h in by_text["hits"]] == [i for i, _ in expected]
-    assert [h["score"] for h in by_text["hits"]] == pytest.approx([s for _, s in expected])
+    expected = gallery.search(engine.embed_texts([text])[0], 5, None, None)
+    assert [h["id"] for h in by_text["hits"]] == [h.id for h in expected]
+    assert [h["score"] for h in by_text["hits"]] == pytest.approx([h.score for h in expected])
     if world.organism:
         colours = dict(
             line.split(",")[:3:2]

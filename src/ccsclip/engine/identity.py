@@ -1,8 +1,8 @@
 """What gallery code needs from an engine, as a Protocol: galleries never import the engine.
 
-Galleries depend on this interface, which `Engine` satisfies structurally, rather than on the
-engine itself: gallery code stays usable (and testable) with any embedding model, and the engine
-may use galleries without the two ever forming an import cycle.
+Galleries depend on this interface, which `Engine` satisfies structurally, so the gallery code
+(and the index command's store) loads without the engine's sessions and never forms a cycle
+with it.
 """
 
 from __future__ import annotations

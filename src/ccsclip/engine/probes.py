@@ -1,4 +1,4 @@
-"""Accuracy and bias probes (design §7, §8) on the serving engine, without torch.
+"""Accuracy and bias probes (docs/design.md §7, §8) on the serving engine, without torch.
 
 The same computation as the offline `ccsclip.profiles.probe_eval`, so a served profile can be
 checked against the numbers it was selected with: class (or query) embedding = normalised mean

@@ -11,15 +11,15 @@ why:
   pixel count is checked from the header before any pixel is decoded (decompression bombs);
   grey, palette, RGBA, CMYK and 16-bit/float images are valid and converted to 8-bit RGB. Each
   image is preprocessed as soon as it is decoded, so only one full-size image is in memory.
-* Galleries are loaded at start-up and addressed by folder name only: no request value is ever
-  turned into a path.
+* Galleries (service/galleries.py) and probes (service/probes.py) are attached to the core by
+  the server that serves them (`core.galleries`, `core.probes`); the core never imports them.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -28,9 +28,16 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
 from ccsclip.engine.engine import Engine, check_templates
-from ccsclip.engine.gallery import Gallery, load_gallery
-from ccsclip.errors import CcsclipError, InvalidInputError, NotFoundError
+from ccsclip.errors import (
+    CcsclipError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ReadOnlyError,
+    UnavailableError,
+)
 from ccsclip.service import schemas as s
+from ccsclip.service.endpoints import WITHOUT_PROFILE
 from ccsclip.service.metrics import Metrics, get_metrics
 from ccsclip.service.probes import ProbeRunner
 from ccsclip.service.settings import ServiceSettings
@@ -38,26 +45,31 @@ from ccsclip.service.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 PROFILE_HEADER = "x-ccsclip-profile"
-ENDPOINTS = ("zero_shot", "retrieve", "embed_images", "embed_texts", "profiles", "probes")
-GALLERY_ENDPOINTS = ("create", "upsert", "delete", "drop", "info", "list", "search")
-# Requests without a `profile` field: the profile header is not written into them.
-WITHOUT_PROFILE = frozenset(
-    {"profiles", "probes", "galleries_delete", "galleries_drop", "galleries_info", "galleries_list"}
-)
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 NO_PROFILE = "none"  # metrics label when no served profile is involved (bounded cardinality)
-Kind = Literal["invalid", "not_found", "too_large"]
-HTTP_STATUS: dict[str, int] = {"invalid": 400, "not_found": 404, "too_large": 413}
+Kind = Literal["invalid", "not_found", "too_large", "conflict", "read_only", "unavailable"]
+HTTP_STATUS: dict[str, int] = {
+    "invalid": 400,
+    "not_found": 404,
+    "too_large": 413,
+    "conflict": 409,  # a create that lost: the name is taken
+    "read_only": 409,  # a write to a gallery served read-only (shipped in the bundle)
+    "unavailable": 503,  # Milvus down: retry after `retry_after_s`
+}
+_FIELD = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
 
 
 class ServiceError(Exception):
     """A request the service refuses: `kind` picks the status, `field` names the culprit."""
 
-    def __init__(self, kind: Kind, field: str | None, message: str) -> None:
+    def __init__(
+        self, kind: Kind, field: str | None, message: str, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(message)
         self.kind: Kind = kind
         self.field = field
         self.message = message
+        self.retry_after_s = retry_after_s
 
     @property
     def http_status(self) -> int:
@@ -78,6 +90,25 @@ class ServiceError(Exception):
 
 
 # --------------------------------------------------------------------------- errors
+
+
+def engine_error(exc: CcsclipError, default: str | None = None) -> ServiceError:
+    """An engine error as a ServiceError: the kind from its class, the field from the message's
+    `field: ` prefix (else `default`)."""
+    match = _FIELD.match(str(exc))
+    field = match.group(1) if match else default
+    message = str(exc) if match or not field else f"{field}: {exc}"
+    kind: Kind = "invalid"
+    retry = None
+    if isinstance(exc, NotFoundError):
+        kind = "not_found"
+    elif isinstance(exc, ReadOnlyError):
+        kind = "read_only"
+    elif isinstance(exc, ConflictError):
+        kind = "conflict"
+    elif isinstance(exc, UnavailableError):
+        kind, retry = "unavailable", int(getattr(exc, "retry_after_s", 5))
+    return ServiceError(kind, field, message, retry)
 
 
 def field_path(loc: Sequence[Any]) -> str | None:
@@ -192,50 +223,30 @@ class Core:
         self,
         engine: Engine,
         settings: ServiceSettings,
-        galleries: Mapping[str, Gallery] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
-        self.galleries = dict(galleries or {})
         self.metrics = metrics or get_metrics()
         model = engine.manifest.model
         self.model = s.ModelRef(
             name=model.name, pretrained=model.pretrained, weights_sha256=model.weights_sha256
         )
         self.probes: ProbeRunner | None = None  # attached by the server that runs them
+        self.galleries: Any = None  # service.galleries.GalleryService, attached likewise
         self._known = set(engine.manifest.profiles)
         self.metrics.describe_profiles(engine.profiles())
 
     @classmethod
     def load(cls, settings: ServiceSettings, metrics: Metrics | None = None) -> Core:
-        """Open the bundle and the configured galleries (a gallery that fails is skipped)."""
+        """Open the bundle (galleries and probes are attached by the server)."""
         engine = Engine.load(
             settings.bundle,
             default_profile=settings.default_profile,
             intra_op_threads=settings.threads or None,
             text_cache_size=settings.text_cache_size,
         )
-        galleries: dict[str, Gallery] = {}
-        for directory in settings.gallery_dirs():
-            name = directory.name
-            if name in galleries:
-                raise InvalidInputError(
-                    f"two configured galleries are named {name!r} ({galleries[name].path} and "
-                    f"{directory}); galleries are addressed by folder name, so rename one"
-                )
-            try:
-                galleries[name] = load_gallery(directory, engine)
-            except CcsclipError as exc:
-                log.error("gallery %s is not served: %s", directory, exc)
-        return cls(engine, settings, galleries, metrics)
-
-    @functools.cached_property
-    def live(self) -> Any:
-        """The gallery API (service/galleries.py), opened on first use."""
-        from ccsclip.service.galleries import GalleryService
-
-        return GalleryService(self)
+        return cls(engine, settings, metrics)
 
     # ------------------------------------------------------------------ helpers
 
@@ -255,15 +266,9 @@ class Core:
         if not isinstance(payload, dict) or endpoint in WITHOUT_PROFILE:
             return NO_PROFILE
         requested = payload.get("profile")
-        if endpoint.startswith("galleries_"):
-            from ccsclip.service.galleries import profile_label
-
-            return profile_label(self, payload) or NO_PROFILE
-        if endpoint == "retrieve":
-            gallery = self.galleries.get(str(payload.get("gallery")))
-            if gallery is None:
-                return NO_PROFILE
-            return gallery.profile if requested is None else self._known_or_none(requested)
+        if endpoint.startswith("galleries_") or endpoint == "retrieve":
+            label = self.galleries.profile_label(payload) if self.galleries else None
+            return label or NO_PROFILE
         return default if requested is None else self._known_or_none(requested)
 
     def _known_or_none(self, name: Any) -> str:
@@ -305,43 +310,6 @@ class Core:
         ]
         self._after()
         return s.ZeroShotResponse(profile=name, model=self.model, results=results)
-
-    def retrieve(self, request: s.RetrieveRequest) -> s.RetrieveResponse:
-        gallery = self.galleries.get(request.gallery)
-        if gallery is None:
-            raise ServiceError(
-                "not_found",
-                "gallery",
-                f"gallery: unknown gallery {request.gallery!r}; served galleries: "
-                f"{sorted(self.galleries)}",
-            )
-        if request.profile is not None:
-            self.profile(request.profile)  # an unknown name is a 404 for both query kinds
-        if request.text is not None:
-            query = self.engine.embed_texts([request.text])[0]
-            kind: Literal["text", "image"] = "text"
-        else:
-            if request.profile is not None and request.profile != gallery.profile:
-                raise ServiceError(
-                    "invalid",
-                    "profile",
-                    f"profile: gallery {request.gallery!r} was indexed with profile "
-                    f"{gallery.profile!r}; an image embedded with {request.profile!r} is not "
-                    "comparable. Omit the profile (and the x-ccsclip-profile header)",
-                )
-            name = self.profile(gallery.profile, "gallery")
-            assert request.image is not None
-            query = self._embed(self._pixels(request.image, "image"), name, "retrieve")[0]
-            kind = "image"
-        hits = [s.GalleryHit(id=i, score=score) for i, score in gallery.search(query, request.k)]
-        self._after()
-        return s.RetrieveResponse(
-            profile=gallery.profile,
-            model=self.model,
-            gallery=request.gallery,
-            query=kind,
-            hits=hits,
-        )
 
     def embed_items(
         self, items: Sequence[s.ImageItem], endpoint: str = "embed_images"
@@ -397,7 +365,7 @@ class Core:
             model=self.model,
             default_profile=self.engine.default_profile,
             profiles=[s.ProfileInfo(**p.model_dump()) for p in self.engine.profiles()],
-            galleries=sorted(self.galleries),
+            galleries=self.galleries.names() if self.galleries else [],
             probes=self.probes.names() if self.probes else [],
         )
 

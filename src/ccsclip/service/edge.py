@@ -26,15 +26,14 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
 from ccsclip.service.core import (
-    GALLERY_ENDPOINTS,
     NO_PROFILE,
     PROFILE_HEADER,
-    WITHOUT_PROFILE,
     Core,
     ServiceError,
     apply_header_profile,
     error_from_details,
 )
+from ccsclip.service.endpoints import ENDPOINTS, WITHOUT_PROFILE
 from ccsclip.service.metrics import get_metrics
 from ccsclip.service.settings import get_settings
 
@@ -43,15 +42,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-ROUTES: dict[str, str] = {
-    "/v1/zero_shot": "zero_shot",
-    "/v1/retrieve": "retrieve",
-    "/v1/embed_images": "embed_images",
-    "/v1/embed_texts": "embed_texts",
-    "/v1/profiles": "profiles",
-    "/v1/probes": "probes",
-    **{f"/v1/galleries/{name}": f"galleries_{name}" for name in GALLERY_ENDPOINTS},
-}
+ROUTES: dict[str, str] = {e.route: e.name for e in ENDPOINTS}  # path -> metrics label
 IMAGE_FIELDS = {"images", "image"}
 LIST_FIELDS = {"images", "labels", "templates", "texts"}
 INT_FIELDS = {"top_k", "k"}

@@ -1,16 +1,20 @@
 """The gallery API's logic, shared by both transports: create, upsert, delete, drop, info, list,
-search (routes `/v1/galleries/*`, RPCs `CreateGallery` ... `SearchGallery`).
+search (routes `/v1/galleries/*`, RPCs `CreateGallery` ... `SearchGallery`), and `/v1/retrieve`
+(RPC `Retrieve`), kept as a thin alias of search: the same gallery, the same hits, without
+metadata, filter or search effort.
+
+Every search, whatever route it came by, runs through `GalleryService.search`: a hook that must
+see all gallery traffic belongs there, once.
 
 Images are decoded with the service's limits and embedded with the GALLERY's profile (an image
-tower pruned differently lives in another space, design §8): an upsert or image search naming
-another profile is refused. Embedding happens before the gallery is locked, so writers only
+tower pruned differently lives in another space, docs/design.md §8): an upsert or image search
+naming another profile is refused. Embedding happens before the gallery is locked, so writers only
 queue for the log append. Engine errors become ServiceErrors naming the field.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import numpy as np
@@ -19,24 +23,19 @@ from ccsclip.engine.galleries.base import SearchParams
 from ccsclip.engine.galleries.local import LocalGallery
 from ccsclip.engine.galleries.milvus import MilvusConnection
 from ccsclip.engine.galleries.store import Gallery, GalleryStore
-from ccsclip.errors import CcsclipError, NotFoundError
+from ccsclip.errors import CcsclipError, UnavailableError
 from ccsclip.service import gallery_schemas as g
-from ccsclip.service.core import Core, ServiceError
+from ccsclip.service import schemas as s
+from ccsclip.service.core import Core, ServiceError, engine_error
 
 log = logging.getLogger(__name__)
-_FIELD = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
 
 
-def service_error(exc: CcsclipError, default: str | None) -> ServiceError:
-    """An engine error as a ServiceError; the field is the message's `field: ` prefix if any."""
-    match = _FIELD.match(str(exc))
-    field = match.group(1) if match else default
-    message = str(exc) if match or not field else f"{field}: {exc}"
-    kind = "not_found" if isinstance(exc, NotFoundError) else "invalid"
-    return ServiceError(kind, field, message)
+service_error = engine_error
 
 
 def open_store(core: Core) -> GalleryStore:
+    """The writable root, Milvus, and the galleries shipped read-only (CCSCLIP_GALLERIES)."""
     settings = core.settings
     milvus = None
     if settings.milvus_uri:
@@ -48,14 +47,8 @@ def open_store(core: Core) -> GalleryStore:
         milvus,
         threads=1,
         compact_bytes=settings.gallery_compact_bytes,
+        shipped=settings.gallery_dirs(),
     )
-
-
-def profile_label(core: Core, payload: dict[str, Any]) -> str | None:
-    """The profile a gallery request is served by, if its gallery is open here (metrics)."""
-    live = core.__dict__.get("live")  # never opens the store for a label
-    gallery = live.store.cached(str(payload.get("gallery"))) if live is not None else None
-    return None if gallery is None else gallery.meta.profile.name
 
 
 class GalleryService:
@@ -65,10 +58,36 @@ class GalleryService:
         self.core = core
         self.store = store or open_store(core)
 
+    @classmethod
+    def attach(cls, core: Core) -> GalleryService:
+        """Open the store and attach it to the core (as `core.galleries`), every gallery warm."""
+        service = cls(core)
+        core.galleries = service
+        log.info("galleries: %s", service.warm())
+        return service
+
+    def profile_label(self, payload: dict[str, Any]) -> str | None:
+        """The profile a gallery request is served by, if its gallery is open here (metrics):
+        never opens the store for a label."""
+        gallery = self.store.cached(str(payload.get("gallery")))
+        return None if gallery is None else gallery.meta.profile.name
+
+    def names(self) -> list[str]:
+        """Every gallery's name; with Milvus down, those that do not need it."""
+        try:
+            return self.store.names()
+        except UnavailableError:
+            return sorted(set(self.store.shipped) | set(self.store.names_in_root()))
+
     def warm(self) -> list[str]:
         """Open every gallery now (snapshot load, log replay), not on its first request."""
         opened = []
-        for name in self.store.names():
+        try:
+            names = self.store.names()
+        except UnavailableError as exc:  # Milvus down: serve the rest, retry on each request
+            log.warning("galleries not listed yet: %s", exc)
+            return opened
+        for name in names:
             try:
                 self.store.get(name)
                 opened.append(name)
@@ -143,10 +162,10 @@ class GalleryService:
         ids = [item.id for item in request.items]
         metadata = [item.metadata or {} for item in request.items]
         try:
-            count = gallery.upsert(ids, vectors, metadata)
+            changed, count = gallery.upsert(ids, vectors, metadata)
         except CcsclipError as exc:
             raise service_error(exc, "gallery") from None
-        return g.GalleryWriteResponse(gallery=request.gallery, changed=len(ids), count=count)
+        return g.GalleryWriteResponse(gallery=request.gallery, changed=changed, count=count)
 
     def delete(self, request: g.GalleryDeleteRequest) -> g.GalleryWriteResponse:
         gallery = self._gallery(request.gallery)
@@ -201,6 +220,27 @@ class GalleryService:
             model=self.core.model,
             query=kind,  # type: ignore[arg-type]
             hits=[g.GallerySearchHit(id=h.id, score=h.score, metadata=h.metadata) for h in hits],
+        )
+
+    def retrieve(self, request: s.RetrieveRequest) -> s.RetrieveResponse:
+        """`/v1/retrieve`: gallery search by another name (already validated: no re-check)."""
+        found = self.search(
+            g.GallerySearchRequest.model_construct(
+                gallery=request.gallery,
+                text=request.text,
+                image=request.image,
+                k=request.k,
+                filter=None,
+                ef=None,
+                profile=request.profile,
+            )
+        )
+        return s.RetrieveResponse(
+            profile=found.profile,
+            model=found.model,
+            gallery=found.gallery,
+            query=found.query,
+            hits=[s.GalleryHit(id=h.id, score=h.score) for h in found.hits],
         )
 
     def close(self) -> None:

@@ -1,10 +1,12 @@
 """The gRPC transport: `ccsclip serve-grpc` (BentoML 1.4 cannot serve gRPC for new-style services).
 
-The same Core and pydantic schemas as the HTTP service: each RPC turns its proto message into the
-schema's dict (the `x-ccsclip-profile` metadata key fills missing profiles, as the HTTP header
-does), validates it, calls the Core and converts the response model back. Errors map to
-INVALID_ARGUMENT / NOT_FOUND / RESOURCE_EXHAUSTED with a JSON details string naming the field;
-a message that does not even parse is INVALID_ARGUMENT too (the request deserialisers are ours).
+The same Core, endpoint table (endpoints.py) and pydantic schemas as the HTTP service: each RPC
+turns its proto message into the schema's dict (proto.py; the `x-ccsclip-profile` metadata key
+fills missing profiles, as the HTTP header does), validates it, runs the endpoint's call and
+converts the response model back. Errors map to INVALID_ARGUMENT / NOT_FOUND /
+RESOURCE_EXHAUSTED / ALREADY_EXISTS / FAILED_PRECONDITION / UNAVAILABLE with a JSON details
+string naming the field; a message that does not even parse is INVALID_ARGUMENT too (the request
+deserialisers are ours).
 
 Also served: grpc.health.v1.Health (SERVING once the engine is loaded, NOT_SERVING while shutting
 down), server reflection, and a Prometheus endpoint on CCSCLIP_GRPC_METRICS_PORT. The server is
@@ -30,20 +32,21 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ccsclip.errors import CcsclipError
-from ccsclip.service import schemas as s
 from ccsclip.service.core import (
     NO_PROFILE,
     PROFILE_HEADER,
-    WITHOUT_PROFILE,
     Core,
     ServiceError,
     apply_header_profile,
+    engine_error,
     validate,
 )
-from ccsclip.service.galleries_grpc import gallery_methods
+from ccsclip.service.endpoints import BY_RPC, ENDPOINTS, Endpoint
+from ccsclip.service.galleries import GalleryService
 from ccsclip.service.gate import GateInterceptor, start_metrics_server
 from ccsclip.service.metrics import get_metrics
 from ccsclip.service.probes import ProbeRunner
+from ccsclip.service.proto import CONVERSIONS
 from ccsclip.service.settings import ServiceSettings, get_settings
 from ccsclip.service.tls import credentials_of, health_only_server
 from ccsclip.v1 import ccsclip_pb2 as pb
@@ -54,122 +57,10 @@ STATUS = {
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
     "not_found": grpc.StatusCode.NOT_FOUND,
     "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "conflict": grpc.StatusCode.ALREADY_EXISTS,
+    "read_only": grpc.StatusCode.FAILED_PRECONDITION,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
 }
-
-
-# --------------------------------------------------------------------------- conversions
-
-
-def _opt(message: Any, name: str) -> dict[str, Any]:
-    """{name: value} when a proto3 `optional` field is set, else {} (the schema default)."""
-    return {name: getattr(message, name)} if message.HasField(name) else {}
-
-
-def _model(ref: s.ModelRef) -> pb.ModelRef:
-    return pb.ModelRef(
-        name=ref.name, pretrained=ref.pretrained or "", weights_sha256=ref.weights_sha256
-    )
-
-
-def _embedding(e: s.Embedding) -> pb.Embedding:
-    return pb.Embedding(profile=e.profile, model=_model(e.model), values=e.values)
-
-
-def zero_shot_in(m: pb.ZeroShotRequest) -> dict[str, Any]:
-    out: dict[str, Any] = {"images": list(m.images), "labels": list(m.labels)}
-    if m.templates:
-        out["templates"] = list(m.templates)
-    return {**out, **_opt(m, "top_k"), **_opt(m, "profile")}
-
-
-def zero_shot_out(r: s.ZeroShotResponse) -> pb.ZeroShotResponse:
-    return pb.ZeroShotResponse(
-        profile=r.profile,
-        model=_model(r.model),
-        results=[
-            pb.Classification(top=[pb.LabelScore(label=x.label, score=x.score) for x in c.top])
-            for c in r.results
-        ],
-    )
-
-
-def retrieve_in(m: pb.RetrieveRequest) -> dict[str, Any]:
-    out: dict[str, Any] = {"gallery": m.gallery}
-    query = m.WhichOneof("query")
-    if query is not None:
-        out[query] = getattr(m, query)
-    return {**out, **_opt(m, "k"), **_opt(m, "profile")}
-
-
-def retrieve_out(r: s.RetrieveResponse) -> pb.RetrieveResponse:
-    return pb.RetrieveResponse(
-        profile=r.profile,
-        model=_model(r.model),
-        gallery=r.gallery,
-        query=r.query,
-        hits=[pb.GalleryHit(id=h.id, score=h.score) for h in r.hits],
-    )
-
-
-def embed_images_in(m: pb.EmbedImagesRequest) -> list[dict[str, Any]]:
-    return [{"image": item.image, **_opt(item, "profile")} for item in m.items]
-
-
-def embed_images_out(r: s.EmbedImagesResponse) -> pb.EmbedImagesResponse:
-    return pb.EmbedImagesResponse(embeddings=[_embedding(e) for e in r.embeddings])
-
-
-def embed_texts_in(m: pb.EmbedTextsRequest) -> dict[str, Any]:
-    return {"texts": list(m.texts), **_opt(m, "profile")}
-
-
-def embed_texts_out(r: s.EmbedTextsResponse) -> pb.EmbedTextsResponse:
-    return pb.EmbedTextsResponse(
-        profile=r.profile, model=_model(r.model), embeddings=[_embedding(e) for e in r.embeddings]
-    )
-
-
-def profiles_out(r: s.ProfilesResponse) -> pb.ListProfilesResponse:
-    profiles = []
-    for p in r.profiles:
-        data = p.model_dump()
-        profiles.append(
-            pb.ProfileInfo(
-                **{k: ("" if v is None else v) for k, v in data.items() if k != "accuracy_delta"}
-            )
-        )
-        if p.accuracy_delta is not None:
-            profiles[-1].accuracy_delta = p.accuracy_delta
-    return pb.ListProfilesResponse(
-        model=_model(r.model),
-        default_profile=r.default_profile,
-        profiles=profiles,
-        galleries=r.galleries,
-        probes=r.probes,
-    )
-
-
-def probes_out(r: s.ProbesResponse) -> pb.GetProbeResultsResponse:
-    results = []
-    for p in r.results:
-        message = pb.ProbeResult(
-            profile=p.profile,
-            probe=p.probe,
-            kind=p.kind,
-            ok=p.ok,
-            error=p.error or "",
-            finished_at=p.finished_at,
-            duration_s=p.duration_s,
-            n_images=p.n_images,
-            maxskew=[pb.MaxSkew(**m.model_dump()) for m in p.maxskew],
-            last_success_at=p.last_success_at or 0.0,
-        )
-        if p.accuracy is not None:
-            message.accuracy = p.accuracy
-        if p.chance is not None:
-            message.chance = p.chance
-        results.append(message)
-    return pb.GetProbeResultsResponse(results=results, interval_s=r.interval_s, runs=r.runs)
 
 
 # --------------------------------------------------------------------------- the servicer
@@ -208,88 +99,29 @@ def _deserializer(cls: Any, limit: int) -> Callable[[bytes], Any]:
 
 
 class Servicer:
-    """The RPC handlers: proto -> dict (+ metadata profile) -> schema -> Core -> proto."""
+    """The RPC handlers, one per endpoint of endpoints.py: proto -> dict (+ metadata profile)
+    -> schema -> the endpoint's call -> proto."""
 
     def __init__(self, core: Core) -> None:
         self.core = core
         self.metrics = core.metrics
         self.limit = core.settings.max_request_bytes
 
-        def embed(items: list[dict[str, Any]]) -> s.EmbedImagesResponse:
-            # the payload is the item list (so the metadata profile fills each item)
-            return core.embed_images(validate(s.EmbedImagesRequest, {"items": items}))
-
-        # method: (endpoint, request class, to dict, schema (None: done in call), call, to proto)
-        self.methods: dict[str, tuple[str, Any, Any, Any, Any, Any]] = {
-            "ZeroShot": (
-                "zero_shot",
-                pb.ZeroShotRequest,
-                zero_shot_in,
-                s.ZeroShotRequest,
-                core.zero_shot,
-                zero_shot_out,
-            ),
-            "Retrieve": (
-                "retrieve",
-                pb.RetrieveRequest,
-                retrieve_in,
-                s.RetrieveRequest,
-                core.retrieve,
-                retrieve_out,
-            ),
-            "EmbedImages": (
-                "embed_images",
-                pb.EmbedImagesRequest,
-                embed_images_in,
-                None,
-                embed,
-                embed_images_out,
-            ),
-            "EmbedTexts": (
-                "embed_texts",
-                pb.EmbedTextsRequest,
-                embed_texts_in,
-                s.EmbedTextsRequest,
-                core.embed_texts,
-                embed_texts_out,
-            ),
-            "ListProfiles": (
-                "profiles",
-                pb.ListProfilesRequest,
-                lambda m: {},
-                s.EmptyRequest,
-                lambda _: core.list_profiles(),
-                profiles_out,
-            ),
-            "GetProbeResults": (
-                "probes",
-                pb.GetProbeResultsRequest,
-                lambda m: {},
-                s.EmptyRequest,
-                lambda _: core.probe_results(),
-                probes_out,
-            ),
-            **gallery_methods(core),
-        }
-
     def handler(self) -> grpc.GenericRpcHandler:
         handlers = {}
-        for method, (
-            endpoint,
-            request_cls,
-            to_dict,
-            schema,
-            call,
-            to_proto,
-        ) in self.methods.items():
-            handlers[method] = grpc.unary_unary_rpc_method_handler(
-                self._rpc(endpoint, to_dict, schema, call, to_proto),
+        methods = pb.DESCRIPTOR.services_by_name["CCSClip"].methods_by_name
+        for endpoint in ENDPOINTS:
+            request_cls = getattr(pb, methods[endpoint.rpc].input_type.name)
+            handlers[endpoint.rpc] = grpc.unary_unary_rpc_method_handler(
+                self._rpc(endpoint),
                 request_deserializer=_deserializer(request_cls, self.limit),
                 response_serializer=lambda r: r.SerializeToString(),
             )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
-    def _rpc(self, endpoint: str, to_dict: Any, schema: Any, call: Any, to_proto: Any) -> Any:
+    def _rpc(self, endpoint: Endpoint) -> Any:
+        to_dict, to_proto = CONVERSIONS[endpoint.name]
+
         def rpc(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             label, code = NO_PROFILE, grpc.StatusCode.OK
@@ -298,25 +130,28 @@ class Servicer:
                     raise request.error
                 header = dict(context.invocation_metadata()).get(PROFILE_HEADER)
                 payload = to_dict(request)
-                if endpoint not in WITHOUT_PROFILE:
+                if endpoint.takes_profile:
                     payload = apply_header_profile(payload, header)
-                label = self.core.profile_label(endpoint, payload)
-                model = payload if schema is None else validate(schema, payload)
-                return to_proto(call(model))
+                label = self.core.profile_label(endpoint.name, payload)
+                if isinstance(payload, list):  # a batch's items carry their own profiles
+                    payload = {"items": payload}
+                model = validate(endpoint.request, payload)
+                try:
+                    return to_proto(endpoint.call(self.core, model))
+                except CcsclipError as exc:
+                    raise engine_error(exc) from None
             except ServiceError as exc:
                 code = STATUS[exc.kind]
+                if exc.retry_after_s:
+                    context.set_trailing_metadata((("retry-after", str(exc.retry_after_s)),))
                 context.abort(code, exc.info().model_dump_json())
-            except CcsclipError as exc:
-                code = grpc.StatusCode.INVALID_ARGUMENT
-                error = ServiceError("invalid", None, str(exc))
-                context.abort(code, error.info().model_dump_json())
             except Exception:
                 code = grpc.StatusCode.INTERNAL
-                log.exception("%s failed", endpoint)
+                log.exception("%s failed", endpoint.name)
                 context.abort(code, '{"error": "internal error; see the server log"}')
             finally:
                 elapsed = time.perf_counter() - started
-                self.metrics.observe_request(endpoint, label, "grpc", code.name, elapsed)
+                self.metrics.observe_request(endpoint.name, label, "grpc", code.name, elapsed)
 
         return rpc
 
@@ -340,8 +175,8 @@ def _refusal_counter(servicer: Servicer) -> Any:
     """Count refused calls (keys, shedding) by endpoint like answered ones."""
 
     def observe(method: str, code: str) -> None:
-        entry = servicer.methods.get(method.rpartition("/")[2])
-        endpoint = entry[0] if entry else "other"
+        entry = BY_RPC.get(method.rpartition("/")[2])
+        endpoint = entry.name if entry else "other"
         servicer.metrics.requests.labels(endpoint, NO_PROFILE, "grpc", code).inc()  # not timed
 
     return observe
@@ -374,7 +209,8 @@ class GrpcServer:
             ],
         )
         self.server.add_generic_rpc_handlers((servicer.handler(),))
-        log.info("live galleries: %s", self.core.live.warm())  # a bad store fails here
+        if self.core.galleries is None:
+            GalleryService.attach(self.core)  # a bad store fails here
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server

@@ -1,7 +1,8 @@
 """The BentoML 1.4 service (new-style `@bentoml.service`): `bentoml serve service:CCSClip`.
 
-Thin: each API validates with the shared schemas (BentoML parses the body into them), calls the
-transport-neutral Core and returns its response model, or the error body with 4xx. The edge
+Thin: the routes are the endpoint table's (endpoints.py); each validates with the shared schemas
+(BentoML parses the body into them), runs the endpoint's call and returns its response model,
+or the error body with its 4xx (503 with retry-after when Milvus is down). The edge
 middleware (edge.py) handles body limits, forms, the profile header, error bodies and metrics.
 
 `/v1/embed_images` is batchable: BentoML merges concurrent requests' item lists (adaptive
@@ -27,37 +28,14 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 from ccsclip.errors import CcsclipError
-from ccsclip.service.core import Core, ServiceError
+from ccsclip.service.core import Core, ServiceError, engine_error
 from ccsclip.service.edge import EdgeMiddleware, set_core
-from ccsclip.service.gallery_schemas import (
-    GalleryCreateRequest,
-    GalleryDeleteRequest,
-    GalleryDropResponse,
-    GalleryInfo,
-    GalleryListRequest,
-    GalleryListResponse,
-    GalleryNameRequest,
-    GallerySearchRequest,
-    GallerySearchResponse,
-    GalleryUpsertRequest,
-    GalleryWriteResponse,
-)
+from ccsclip.service.endpoints import ENDPOINTS, Endpoint
+from ccsclip.service.galleries import GalleryService
 from ccsclip.service.gate import GateMiddleware, observe_http_refusal
 from ccsclip.service.metrics import get_metrics
 from ccsclip.service.probes import RESULTS_FILE, ProbeRunner
-from ccsclip.service.schemas import (
-    Embedding,
-    EmbedTextsRequest,
-    EmbedTextsResponse,
-    EmptyRequest,
-    ImageItems,
-    ProbesResponse,
-    ProfilesResponse,
-    RetrieveRequest,
-    RetrieveResponse,
-    ZeroShotRequest,
-    ZeroShotResponse,
-)
+from ccsclip.service.schemas import Embedding, ImageItems
 from ccsclip.service.settings import get_settings
 from ccsclip.service.tls import bentoml_ssl
 
@@ -69,11 +47,15 @@ def _answer(handler: Callable[[Any], Any], request: Any) -> Any:
     """The handler's response model, or a JSON error response with its 4xx status."""
     try:
         return handler(request)
-    except ServiceError as exc:
-        return JSONResponse(exc.info().model_dump(), status_code=exc.http_status)
     except CcsclipError as exc:  # an engine check the schemas did not anticipate
-        error = ServiceError("invalid", None, str(exc))
-        return JSONResponse(error.info().model_dump(), status_code=error.http_status)
+        return _error_response(engine_error(exc))
+    except ServiceError as exc:
+        return _error_response(exc)
+
+
+def _error_response(error: ServiceError) -> JSONResponse:
+    headers = {"retry-after": str(error.retry_after_s)} if error.retry_after_s else None
+    return JSONResponse(error.info().model_dump(), status_code=error.http_status, headers=headers)
 
 
 class _QuietValidationErrors(logging.Filter):
@@ -103,16 +85,19 @@ def _probe_runner(core: Core) -> ProbeRunner:
     )
 
 
-@bentoml.service(
-    name="ccsclip",
-    workers=settings.http_workers,
-    threads=settings.http_threads,
-    traffic={"timeout": 120},
-    ssl=bentoml_ssl(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file),
-    # BentoML 1.4.40 keeps every request's OpenTelemetry context alive (about 4.7 KB per request
-    # in a hello-world service, so a worker grows without bound): no tracing unless asked for.
-    tracing={} if settings.http_tracing else {"excluded_urls": ".*"},
-)
+def _route(endpoint: Endpoint) -> Any:
+    """A BentoML API for one endpoint of the table: the schema BentoML validates the body with,
+    the handler, the route; its docstring is the OpenAPI description."""
+
+    def api(self: Any, request: Any, /) -> Any:
+        return _answer(lambda r: endpoint.call(self.core, r), request)
+
+    api.__name__ = api.__qualname__ = endpoint.name
+    api.__doc__ = endpoint.doc
+    api.__annotations__ = {"request": endpoint.request, "return": endpoint.response}
+    return bentoml.api(route=endpoint.route)(api)
+
+
 class CCSClip:
     """Zero-shot classification, retrieval and embeddings with per-request pruning profiles."""
 
@@ -121,7 +106,7 @@ class CCSClip:
         self.core.probes = _probe_runner(self.core)
         self.core.probes.start()
         set_core(self.core)
-        log.info("live galleries: %s", self.core.live.warm())  # a bad store fails here
+        GalleryService.attach(self.core)  # a bad store fails here
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidationErrors())
         log.info("ccsclip serving %r", self.core.engine)
 
@@ -130,16 +115,6 @@ class CCSClip:
         if self.core.probes is not None:
             self.core.probes.stop()
         set_core(None)
-
-    @bentoml.api(route="/v1/zero_shot")
-    def zero_shot(self, request: ZeroShotRequest, /) -> ZeroShotResponse:
-        """Classify images (base64) against labels; top_k labels with probabilities per image."""
-        return _answer(self.core.zero_shot, request)
-
-    @bentoml.api(route="/v1/retrieve")
-    def retrieve(self, request: RetrieveRequest, /) -> RetrieveResponse:
-        """Nearest items of a named gallery to a text or an image query."""
-        return _answer(self.core.retrieve, request)
 
     @bentoml.api(
         route="/v1/embed_images",
@@ -151,57 +126,22 @@ class CCSClip:
         """Image embeddings; the body is a list of {image, profile?} items (batched)."""
         return self.core.embed_items(items)
 
-    @bentoml.api(route="/v1/embed_texts")
-    def embed_texts(self, request: EmbedTextsRequest, /) -> EmbedTextsResponse:
-        """Text embeddings (the text tower is shared by every profile)."""
-        return _answer(self.core.embed_texts, request)
 
-    @bentoml.api(route="/v1/profiles")
-    def profiles(self, request: EmptyRequest, /) -> ProfilesResponse:
-        """The bundle's profiles with their metadata, the galleries and the probes."""
-        return _answer(lambda _: self.core.list_profiles(), request)
+# every other endpoint of the table, as it stands (embed_images above: a batched list body)
+for _endpoint in ENDPOINTS:
+    if _endpoint.name != "embed_images":
+        setattr(CCSClip, _endpoint.name, _route(_endpoint))
 
-    @bentoml.api(route="/v1/probes")
-    def probes(self, request: EmptyRequest, /) -> ProbesResponse:
-        """The latest background probe results (accuracy, MaxSkew@k) per profile and probe."""
-        return _answer(lambda _: self.core.probe_results(), request)
-
-    # galleries that grow (service/galleries.py); write routes are guarded by access control
-
-    @bentoml.api(route="/v1/galleries/create")
-    def galleries_create(self, request: GalleryCreateRequest, /) -> GalleryInfo:
-        """Create a gallery bound to a profile, with a backend (exact, hnsw, milvus)."""
-        return _answer(self.core.live.create, request)
-
-    @bentoml.api(route="/v1/galleries/upsert")
-    def galleries_upsert(self, request: GalleryUpsertRequest, /) -> GalleryWriteResponse:
-        """Add or replace items (image, id, flat metadata); durable when answered."""
-        return _answer(self.core.live.upsert, request)
-
-    @bentoml.api(route="/v1/galleries/delete")
-    def galleries_delete(self, request: GalleryDeleteRequest, /) -> GalleryWriteResponse:
-        """Remove items by id (unknown ids are ignored)."""
-        return _answer(self.core.live.delete, request)
-
-    @bentoml.api(route="/v1/galleries/drop")
-    def galleries_drop(self, request: GalleryNameRequest, /) -> GalleryDropResponse:
-        """Delete a gallery and all its items."""
-        return _answer(self.core.live.drop, request)
-
-    @bentoml.api(route="/v1/galleries/info")
-    def galleries_info(self, request: GalleryNameRequest, /) -> GalleryInfo:
-        """Count, profile, backend and last write of a gallery."""
-        return _answer(self.core.live.info, request)
-
-    @bentoml.api(route="/v1/galleries/list")
-    def galleries_list(self, request: GalleryListRequest, /) -> GalleryListResponse:
-        """Every gallery of the store, with its info."""
-        return _answer(self.core.live.list, request)
-
-    @bentoml.api(route="/v1/galleries/search")
-    def galleries_search(self, request: GallerySearchRequest, /) -> GallerySearchResponse:
-        """Nearest items to a text or image, with k, an optional filter and search effort."""
-        return _answer(self.core.live.search, request)
+CCSClip = bentoml.service(
+    name="ccsclip",
+    workers=settings.http_workers,
+    threads=settings.http_threads,
+    traffic={"timeout": 120},
+    ssl=bentoml_ssl(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file),
+    # BentoML 1.4.40 keeps every request's OpenTelemetry context alive (about 4.7 KB per request
+    # in a hello-world service, so a worker grows without bound): no tracing unless asked for.
+    tracing={} if settings.http_tracing else {"excluded_urls": ".*"},
+)(CCSClip)
 
 
 def _cache_root_schemas(api: Any) -> None:

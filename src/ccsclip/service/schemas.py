@@ -171,7 +171,7 @@ class ErrorInfo(_Response):
     """A 4xx body: `error` is the message; `field` names the offending request field."""
 
     error: str
-    kind: Literal["invalid", "not_found", "too_large"]
+    kind: Literal["invalid", "not_found", "too_large", "conflict", "read_only", "unavailable"]
     field: str | None = None
 
 

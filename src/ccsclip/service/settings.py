@@ -99,7 +99,7 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_shipping(self) -> ServiceSettings:
-        from ccsclip.service.auth import KeyRing
+        from ccsclip.service.keys import KeyRing
         from ccsclip.service.limits import check_grpc_limit
         from ccsclip.service.tls import check_tls
 

@@ -112,7 +112,8 @@ class CCSClipServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Retrieve(self, request, context):
-        """Nearest gallery items to a text or an image (galleries are chosen by name).
+        """Nearest gallery items to a text or an image: SearchGallery's hits (ids and scores) for the
+        same query, under its older name (no metadata, filter or search effort).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -147,8 +148,10 @@ class CCSClipServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateGallery(self, request, context):
-        """Galleries that grow (the same operations as HTTP /v1/galleries/*). Writes are durable when
-        answered and seen by every later search on any server process.
+        """Galleries (the same operations as HTTP /v1/galleries/*). Writes are durable when answered
+        and seen by every later search on any server process. A create whose name is taken is
+        ALREADY_EXISTS; a write to a gallery shipped read-only is FAILED_PRECONDITION; a dropped
+        gallery is NOT_FOUND; Milvus unreachable is UNAVAILABLE (trailing metadata `retry-after`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

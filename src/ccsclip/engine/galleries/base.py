@@ -1,4 +1,6 @@
-"""The one gallery interface (design §12) and what every backend shares: ids, metadata, filters.
+"""The one gallery interface (docs/design.md §12) and what every backend shares.
+
+Ids, metadata and filters are defined here once.
 
 A backend holds (id, unit vector, flat metadata) items of one embedding space and answers cosine
 top-k. `exact` is the reference (numpy, every other backend is tested against it); `hnsw` is an
@@ -202,6 +204,14 @@ class GalleryBackend(abc.ABC):
         params: SearchParams | None = None,
     ) -> list[Hit]:
         """The k items nearest to a unit query, best first."""
+
+    @abc.abstractmethod
+    def ids(self) -> list[str]:
+        """Every item id (a copy)."""
+
+    @abc.abstractmethod
+    def get(self, ids: Sequence[str]) -> tuple[np.ndarray, list[Metadata]]:
+        """Unit vectors [len(ids), E] and metadata of present ids, in order (a copy)."""
 
     def info(self) -> dict[str, Any]:
         """Backend-specific facts for the gallery info (index parameters, memory)."""

@@ -3,7 +3,7 @@
 Rows live in one growable float32 matrix (capacity doubles, so appends are amortised O(E));
 a delete moves the last row into the hole (O(E)), so row order is an implementation detail and
 equal scores are broken by row. Search is one matrix-vector product and `argpartition`: O(N E),
-about 67 ms per query at 200,000 x 512 on one core (design §12). With a filter, only the
+about 67 ms per query at 200,000 x 512 on one core (docs/design.md §12). With a filter, only the
 matching rows are scored.
 """
 
@@ -94,6 +94,10 @@ class ExactBackend(GalleryBackend):
 
     def ids(self) -> list[str]:
         return list(self._ids)
+
+    def get(self, ids: Sequence[str]) -> tuple[np.ndarray, list[Metadata]]:
+        rows = [self._row[i] for i in ids]
+        return self._vectors[rows].copy(), [dict(self._meta[r]) for r in rows]
 
     def search(
         self,

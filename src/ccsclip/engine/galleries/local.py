@@ -30,6 +30,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -43,10 +44,11 @@ from ccsclip.engine.galleries.base import Filter, GalleryBackend, Hit, Metadata,
 from ccsclip.engine.galleries.exact import ExactBackend
 from ccsclip.engine.galleries.hnsw import HnswBackend, HnswParams
 from ccsclip.engine.galleries.meta import LiveGalleryMeta
-from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
+from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from ccsclip.fileio import atomic_directory, sha256_file
 
 META = "gallery.json"
+ROOT_LOCK = ".lock"  # in a gallery root: creates, drops and conversions, one at a time
 CURRENT = "CURRENT"
 LOCK = "lock"
 SNAPSHOT = "snapshot.json"
@@ -73,14 +75,46 @@ def durable_json(path: Path, data: Any) -> None:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive flock(2) on `path` (created if missing), across processes."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+def file_lock(path: Path, create: bool = True, wait: bool = True) -> Iterator[bool]:
+    """An exclusive flock(2) on `path`, across processes; yields whether it was taken.
+
+    `create=False`: the file must exist (a gallery's own lock: creating it inside a folder that
+    a drop has just moved away would lock nothing), else FileNotFoundError. `wait=False`: yield
+    False at once when another process holds it."""
+    fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def leftovers(directory: Path, generation: int | None) -> list[Path]:
+    """What interrupted writes left in a gallery folder: temporary snapshot folders and CURRENT
+    files, and generations other than the current one and the one before it (readers may still
+    finish its log). Only safe to remove while holding the gallery lock: every compaction runs
+    under it, so nothing listed here is being written."""
+    found = []
+    for path in directory.iterdir():
+        name = path.name
+        if name.startswith((".snap-", f".{CURRENT}.")) and name.endswith((".tmp", ".old")):
+            found.append(path)
+        elif generation is not None and name.startswith(("snap-", "wal-")):
+            digits = name.removeprefix("snap-").removeprefix("wal-").removesuffix(".log")
+            if digits.isdigit() and int(digits) not in (generation, generation - 1):
+                found.append(path)
+    return sorted(found)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def new_backend(meta: LiveGalleryMeta, threads: int = 1) -> GalleryBackend:
@@ -138,8 +172,13 @@ class LocalGallery:
         meta: LiveGalleryMeta,
         threads: int = 1,
         compact_bytes: int = DEFAULT_COMPACT_BYTES,
+        clean: bool = True,
+        read_only: str | None = None,
     ) -> None:
+        """`read_only`: why writes are refused (a gallery shipped in a bundle); such a gallery is
+        never locked nor cleaned, so it may live on a read-only file system."""
         self.dir = directory
+        self.read_only = read_only
         self.meta = meta
         self.threads = threads
         self.compact_bytes = compact_bytes
@@ -152,6 +191,8 @@ class LocalGallery:
         self.last_write: float | None = None
         with self._lock:
             self.sync()
+        if clean and read_only is None:
+            self.clean(wait=True)  # at most one write or compaction long
 
     # ------------------------------------------------------------------ reading the files
 
@@ -170,16 +211,22 @@ class LocalGallery:
             try:
                 self._sync_once(self._current())
                 return
-            except FileNotFoundError:  # a compaction removed what we were about to read
+            except FileNotFoundError as exc:  # a compaction (or a drop) moved what we read
                 if attempt == 2:
-                    raise
+                    self._current()  # NotFoundError if the gallery was dropped meanwhile
+                    raise IntegrityError(f"gallery {self.meta.name!r}: {exc}") from exc
 
     def _sync_once(self, current: dict[str, Any]) -> None:
         generation = int(current["generation"])
         if generation == self.generation:
             self._tail()
             return
-        if generation == self.generation + 1 and self.wal is not None and self.wal.exists():
+        if (
+            generation == self.generation + 1
+            and not current.get("rebuilt")
+            and self.wal is not None
+            and self.wal.exists()
+        ):
             self._tail()  # the old log is frozen: finish it, then continue with the new one
             if self.seq == int(current["seq"]):
                 self.generation, self.wal, self.offset = generation, self.dir / current["wal"], 0
@@ -209,52 +256,99 @@ class LocalGallery:
                 self._apply(record)
             self.offset = end
 
-    def _apply(self, record: wal.Record) -> None:
+    def _apply(self, record: wal.Record) -> int:
+        """Apply one record; returns how many items it changed."""
+        changed = len(record.ids)
         if record.op == "upsert":
             self.backend.upsert(record.ids, record.vectors, record.metadata)  # type: ignore[arg-type]
         else:
-            self.backend.delete(record.ids)
+            changed = self.backend.delete(record.ids)
         self.seq = record.seq
         self.last_write = record.time
+        return changed
 
     # ------------------------------------------------------------------ writes
 
-    def _write(self, record: wal.Record) -> int:
-        """Log (fsync), apply, maybe compact; returns the count after the write."""
-        with self._lock, file_lock(self.dir / LOCK):
-            self.sync()
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This process's lock, then the gallery's file lock, then caught up with the files.
+
+        The lock file is opened without O_CREAT: if a drop moved the folder away, there is no
+        lock to take and the gallery is gone (404), never a FileNotFoundError. If the folder at
+        our path is another gallery by now, `sync` finds another uid in CURRENT (404 too)."""
+        if self.read_only is not None:
+            raise ReadOnlyError(f"gallery: {self.meta.name!r} {self.read_only}")
+        with self._lock:
+            try:
+                with file_lock(self.dir / LOCK, create=False):
+                    self.sync()
+                    yield
+            except FileNotFoundError as exc:
+                if not (self.dir / LOCK).exists():
+                    raise NotFoundError(f"gallery {self.meta.name!r} was dropped") from None
+                raise IntegrityError(f"gallery {self.meta.name!r}: {exc}") from exc
+
+    def _write(self, record: wal.Record) -> tuple[int, int]:
+        """Log (fsync), apply, maybe compact; returns (items changed, count after the write)."""
+        with self._locked():
             assert self.wal is not None
             if self.wal.exists() and self.wal.stat().st_size != self.offset:
                 wal.truncate(self.wal, self.meta.embed_dim)  # a torn tail from a crash
             record.seq, record.time = self.seq + 1, time.time()
+            if record.op == "delete":  # log only what is there: a no-op writes nothing
+                record.ids = sorted(self.backend.contains(record.ids))
+                if not record.ids:
+                    return 0, self.backend.count()
             self.offset = wal.append(self.wal, record)
-            self._apply(record)
+            changed = self._apply(record)
             if self.offset >= self.compact_bytes:
                 self._compact()
-            return self.backend.count()
+            return changed, self.backend.count()
 
-    def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Metadata]) -> int:
+    def upsert(
+        self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Metadata]
+    ) -> tuple[int, int]:
+        """(items written, count after)."""
         if len(set(ids)) != len(ids) or len(ids) != len(vectors) or len(ids) != len(metadata):
             raise InvalidInputError("items: ids must be unique, one vector and metadata each")
         record = wal.Record(0, "upsert", list(ids), [dict(m) for m in metadata], vectors)
         return self._write(record)
 
     def delete(self, ids: Sequence[str]) -> tuple[int, int]:
-        """(removed, count after)."""
-        with self._lock:
-            before = self.backend.count()
-            after = self._write(wal.Record(0, "delete", list(ids)))
-            return before - after, after
+        """(items this request removed, count after): counted under the gallery lock, so other
+        processes' writes never leak into the figure."""
+        return self._write(wal.Record(0, "delete", list(ids)))
 
     def compact(self) -> None:
         """Write a snapshot now and start a new log (also done when the log grows large)."""
-        with self._lock, file_lock(self.dir / LOCK):
-            self.sync()
+        with self._locked():
             self._compact()
+
+    def clean(self, wait: bool = False) -> list[Path]:
+        """Remove crash leftovers (see `leftovers`) if the gallery lock is free (or, with `wait`,
+        once it is); returns what was removed. Opening a gallery calls it, so the disk a gallery
+        uses stays bounded however many compactions were interrupted."""
+        if self.read_only is not None:
+            return []
+        with self._lock:
+            try:
+                with file_lock(self.dir / LOCK, create=False, wait=wait) as taken:
+                    if not taken:
+                        return []
+                    self.sync()
+                    found = leftovers(self.dir, self.generation)
+                    for path in found:
+                        remove(path)
+                    return found
+            except FileNotFoundError:
+                raise NotFoundError(f"gallery {self.meta.name!r} was dropped") from None
 
     def _compact(self) -> None:
         generation = self.generation + 1
         snapshot, log = f"snap-{generation:06d}", f"wal-{generation:06d}.log"
+        rebuilt = isinstance(self.backend, HnswBackend) and self.backend.churned()
+        if rebuilt:  # heavy churn: a fresh graph (bounded memory, recall of a fresh build)
+            self.backend.rebuild()  # type: ignore[union-attr]
         write_snapshot(self.dir / snapshot, self.backend, self.seq, self.last_write)
         wal.create_empty(self.dir / log)
         current = {
@@ -263,17 +357,12 @@ class LocalGallery:
             "snapshot": snapshot,
             "seq": self.seq,
             "wal": log,
+            "rebuilt": rebuilt,  # other processes reload the snapshot rather than keep tailing
         }
         durable_json(self.dir / CURRENT, current)
         self.generation, self.wal, self.offset = generation, self.dir / log, 0
         for old in (f"snap-{generation - 2:06d}", f"wal-{generation - 2:06d}.log"):
-            path = self.dir / old
-            if path.is_dir():
-                import shutil
-
-                shutil.rmtree(path, ignore_errors=True)
-            elif path.exists():
-                path.unlink()
+            remove(self.dir / old)
 
     # ------------------------------------------------------------------ reads
 
@@ -293,6 +382,18 @@ class LocalGallery:
         with self._lock:
             self.sync()
             return self.backend.contains(ids)
+
+    def items(self, batch: int = 1024) -> Iterator[tuple[list[str], np.ndarray, list[Metadata]]]:
+        """Every item, `batch` at a time (ids, unit vectors, metadata), as of the call."""
+        with self._lock:
+            self.sync()
+            ids = self.backend.ids()
+        for start in range(0, len(ids), batch):
+            with self._lock:  # writes between batches: take what is there now
+                present = self.backend.contains(ids[start : start + batch])
+                chunk = [i for i in ids[start : start + batch] if i in present]
+                vectors, metadata = self.backend.get(chunk)
+            yield chunk, vectors, metadata
 
     def info(self) -> dict[str, Any]:
         with self._lock:

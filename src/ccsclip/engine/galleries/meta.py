@@ -1,9 +1,11 @@
-"""gallery.json of a live gallery: which backend, its settings, and the embedding space it holds.
+"""gallery.json of a gallery: which backend, its settings, and the embedding space it holds.
 
 A gallery is bound to a model (weights sha256), a profile and the sha256 of that profile's ONNX
-file, as `ccsclip index` galleries are (design §8): an image tower pruned differently embeds into
-another space, so its vectors must never be mixed in. `uid` tells a gallery apart from a later
-one created under the same name after a drop.
+file (docs/design.md §8): an image tower pruned differently embeds into another space, so its
+vectors
+must never be mixed in. `uid` tells a gallery apart from a later one created under the same name
+after a drop. The model is open for new optional fields (a stream may add e.g. the attributes
+its searches are watched for); `extra="forbid"` keeps typos out, so add fields here.
 """
 
 from __future__ import annotations
@@ -15,13 +17,26 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ccsclip.engine.galleries.base import NAME_PATTERN
-from ccsclip.engine.gallery import GalleryModel, GalleryProfile
 from ccsclip.engine.identity import EmbeddingModel
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 
 LIVE_SCHEMA = "ccsclip/live-gallery/v1"
 Backend = Literal["exact", "hnsw", "milvus"]
 BACKENDS: tuple[str, ...] = ("exact", "hnsw", "milvus")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GalleryModel(_Strict):
+    name: str
+    weights_sha256: str
+
+
+class GalleryProfile(_Strict):
+    name: str
+    sha256: str  # of the profile's image-<profile>.onnx
 
 
 class LiveGalleryMeta(BaseModel):

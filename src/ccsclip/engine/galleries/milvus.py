@@ -1,4 +1,4 @@
-"""`milvus`: galleries in Milvus through pymilvus's `MilvusClient` (design §12).
+"""`milvus`: galleries in Milvus through pymilvus's `MilvusClient` (docs/design.md §12).
 
 The same code talks to a Milvus cluster (`CCSCLIP_MILVUS_URI=http://milvus:19530`, token from a
 Secret) and, in tests, to `milvus-lite server` on localhost. Milvus keeps the data durable and
@@ -12,25 +12,35 @@ Every gallery is one collection `ccsclip_<uid>` with fields `id` (VARCHAR primar
 vector field in every collection; the registry's is a 2-dim placeholder.
 
 A file URI (`./galleries.db`) opens milvus-lite inside the process: fine for one process, but a
-second process cannot open the same file (design §12), so multi-worker serving needs a server URI.
+second process cannot open the same file (docs/design.md §12), so multi-worker serving needs a
+server URI.
+
+Milvus down: every call that cannot reach the server raises `UnavailableError` (the service
+answers 503 / UNAVAILABLE with a retry-after); the client is connected lazily and rebuilt after
+such a failure, so serving recovers by itself once the server is back, without a restart.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ccsclip.engine.galleries.base import Filter, Hit, Metadata, SearchParams
 from ccsclip.engine.galleries.meta import LiveGalleryMeta
-from ccsclip.errors import CcsclipError, NotFoundError
+from ccsclip.errors import CcsclipError, NotFoundError, UnavailableError
 
 REGISTRY = "ccsclip_galleries"
 _PLACEHOLDER = [1.0, 0.0]
+RETRY_AFTER_S = 5  # what a 503 tells the client to wait
+CONNECT_TIMEOUT_S = 5.0
+T = TypeVar("T")
 
 
 class MilvusParams(BaseModel):
@@ -41,8 +51,48 @@ class MilvusParams(BaseModel):
     ef_search: int = Field(64, ge=1, le=4096)
 
 
-class MilvusUnavailable(CcsclipError):
-    """The Milvus server cannot be reached or refused an operation."""
+class MilvusUnavailable(UnavailableError):
+    """The Milvus server cannot be reached or failed an operation."""
+
+    retry_after_s = RETRY_AFTER_S
+
+
+def _released(exc: Exception) -> bool:
+    """A collection not loaded: what milvus-lite reports for every collection after a restart."""
+    text = str(exc)
+    return "released" in text or "not loaded" in text
+
+
+def guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a method that talks to Milvus; any failure of the server or the connection becomes
+    MilvusUnavailable (requests are validated before they get here). A first failure is retried
+    once with a new client (a channel to a restarted server may be stale), after loading the
+    collections a restarted server left unloaded."""
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> T:
+        conn: MilvusConnection = getattr(self, "conn", self)
+        for attempt in range(2):
+            try:
+                return method(self, *args, **kwargs)
+            except CcsclipError:
+                raise
+            except Exception as exc:
+                conn.reset()  # the next client connects afresh (a stale channel may not)
+                if attempt == 0:
+                    try:
+                        if _released(exc):
+                            conn.load_all()
+                        continue
+                    except Exception:  # noqa: S110 (reported as unavailable below)
+                        pass
+                raise MilvusUnavailable(
+                    f"the Milvus server at {conn.uri!r} cannot be used right now "
+                    f"({type(exc).__name__}: {str(exc)[:200]}); retry in {RETRY_AFTER_S} s"
+                ) from exc
+        raise AssertionError("unreachable")
+
+    return call
 
 
 def _expr_value(value: Any) -> str:
@@ -66,54 +116,86 @@ def filter_expression(spec: Filter | None) -> str:
 
 
 class MilvusConnection:
-    """One MilvusClient per process (thread-safe per pymilvus) plus the gallery registry."""
+    """One MilvusClient per process (thread-safe per pymilvus) plus the gallery registry,
+    connected on first use and again after a failure."""
 
     def __init__(self, uri: str, token: str | None = None, db_name: str | None = None) -> None:
-        from pymilvus import MilvusClient
-
         self.uri = uri
-        kwargs: dict[str, Any] = {"uri": uri, "timeout": 30}
+        self._kwargs: dict[str, Any] = {"uri": uri, "timeout": CONNECT_TIMEOUT_S}
         if token:
-            kwargs["token"] = token
+            self._kwargs["token"] = token
         if db_name:
-            kwargs["db_name"] = db_name
-        try:
-            self.client = MilvusClient(**kwargs)
-            self._ensure_registry()
-        except CcsclipError:
-            raise
-        except Exception as exc:
-            raise MilvusUnavailable(f"cannot use Milvus at {uri!r}: {exc}") from exc
+            self._kwargs["db_name"] = db_name
+        self._client: Any = None
+        self._lock = threading.Lock()
 
-    def _ensure_registry(self) -> None:
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                from pymilvus import MilvusClient
+
+                try:
+                    client = MilvusClient(**self._kwargs)
+                    self._ensure_registry(client)
+                except Exception as exc:
+                    raise MilvusUnavailable(
+                        f"cannot reach Milvus at {self.uri!r} ({type(exc).__name__}: "
+                        f"{str(exc)[:200]}); retry in {RETRY_AFTER_S} s"
+                    ) from exc
+                self._client = client
+            return self._client
+
+    def reset(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # closing a broken connection may fail too; it is dropped anyway
+                pass
+
+    def load_all(self) -> None:
+        """Load every gallery collection (and the registry) the server holds unloaded."""
+        client = self.client
+        for name in client.list_collections():
+            if name.startswith("ccsclip_"):
+                client.load_collection(name)
+
+    @staticmethod
+    def _ensure_registry(client: Any) -> None:
         from pymilvus import DataType
 
-        if self.client.has_collection(REGISTRY):
+        if client.has_collection(REGISTRY):
             return
-        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("name", DataType.VARCHAR, is_primary=True, max_length=128)
         schema.add_field("record", DataType.JSON)
         schema.add_field("placeholder", DataType.FLOAT_VECTOR, dim=2)
-        index = self.client.prepare_index_params()
+        index = client.prepare_index_params()
         index.add_index(field_name="placeholder", index_type="FLAT", metric_type="L2")
-        self.client.create_collection(
+        client.create_collection(
             REGISTRY, schema=schema, index_params=index, consistency_level="Strong"
         )
 
     # ------------------------------------------------------------------ registry
 
+    @guarded
     def records(self) -> dict[str, dict[str, Any]]:
         rows = self.client.query(REGISTRY, filter='name != ""', output_fields=["name", "record"])
         return {row["name"]: row["record"] for row in rows}
 
+    @guarded
     def record(self, name: str) -> dict[str, Any] | None:
         rows = self.client.get(REGISTRY, ids=[name], output_fields=["record"])
         return rows[0]["record"] if rows else None
 
+    @guarded
     def put_record(self, name: str, record: dict[str, Any]) -> None:
         row = {"name": name, "record": record, "placeholder": _PLACEHOLDER}
         self.client.upsert(REGISTRY, [row])
 
+    @guarded
     def create(self, meta: LiveGalleryMeta) -> None:
         from pymilvus import DataType
 
@@ -135,14 +217,13 @@ class MilvusConnection:
         )
         self.put_record(meta.name, {"meta": meta.dump(), "last_write_at": None})
 
+    @guarded
     def drop(self, name: str) -> None:
         record = self.record(name)
         if record is None:
             raise NotFoundError(f"gallery: unknown gallery {name!r}")
         self.client.delete(REGISTRY, ids=[name])
-        uid = record["meta"]["uid"]
-        if self.client.has_collection(f"ccsclip_{uid}"):
-            self.client.drop_collection(f"ccsclip_{uid}")
+        self.client.drop_collection(f"ccsclip_{record['meta']['uid']}")  # no error if gone
 
 
 class MilvusGallery:
@@ -150,49 +231,73 @@ class MilvusGallery:
 
     def __init__(self, connection: MilvusConnection, meta: LiveGalleryMeta) -> None:
         self.conn = connection
-        self.client = connection.client
         self.meta = meta
         self.params = MilvusParams(**meta.params)
         self.collection = f"ccsclip_{meta.uid}"
 
+    @guarded
     def _alive(self) -> None:
         record = self.conn.record(self.meta.name)
         if record is None or record["meta"]["uid"] != self.meta.uid:
             raise NotFoundError(f"gallery {self.meta.name!r} was dropped")
 
+    @guarded
     def _touch(self) -> None:
         record = {"meta": self.meta.dump(), "last_write_at": time.time()}
         self.conn.put_record(self.meta.name, record)
 
-    def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Metadata]) -> int:
+    @guarded
+    def upsert(
+        self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Metadata]
+    ) -> tuple[int, int]:
         rows = [
             {"id": i, "vector": v.tolist(), "metadata": dict(m)}
             for i, v, m in zip(ids, vectors, metadata, strict=True)
         ]
-        self.client.upsert(self.collection, rows)
+        self.conn.client.upsert(self.collection, rows)
         self._touch()
-        return self.count()
+        return len(rows), self.count()
 
+    @guarded
     def delete(self, ids: Sequence[str]) -> tuple[int, int]:
-        before = self.count()
-        self.client.delete(self.collection, ids=list(ids))
-        self._touch()
-        after = self.count()
-        return before - after, after
+        """(ids present just before the delete, count after). Milvus has no lock of ours: two
+        clients deleting the same id at the same moment may both count it."""
+        present = sorted(self.contains(ids))
+        if present:
+            self.conn.client.delete(self.collection, ids=present)
+            self._touch()
+        return len(present), self.count()
 
+    @guarded
     def contains(self, ids: Sequence[str]) -> set[str]:
-        rows = self.client.get(self.collection, ids=list(ids), output_fields=["id"])
+        rows = self.conn.client.get(self.collection, ids=list(ids), output_fields=["id"])
         return {str(row["id"]) for row in rows}
 
+    def items(self, batch: int = 1024) -> Iterator[tuple[list[str], np.ndarray, list[Metadata]]]:
+        """Every item, `batch` at a time (ids, unit vectors, metadata), by a query iterator."""
+        iterator = guarded(
+            lambda _: self.conn.client.query_iterator(
+                self.collection, batch_size=batch, output_fields=["id", "vector", "metadata"]
+            )
+        )(self)
+        next_batch = guarded(lambda _: iterator.next())
+        while rows := next_batch(self):
+            ids = [str(r["id"]) for r in rows]
+            vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32)
+            yield ids, vectors, [dict(r.get("metadata") or {}) for r in rows]
+        iterator.close()
+
+    @guarded
     def count(self) -> int:
-        rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
+        rows = self.conn.client.query(self.collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
+    @guarded
     def search(
         self, query: np.ndarray, k: int, spec: Filter | None, params: SearchParams | None
     ) -> list[Hit]:
         ef = params.ef if params and params.ef else self.params.ef_search
-        results = self.client.search(
+        results = self.conn.client.search(
             self.collection,
             data=[query.astype(np.float32).tolist()],
             limit=k,
@@ -206,6 +311,7 @@ class MilvusGallery:
             for h in hits
         ]
 
+    @guarded
     def info(self) -> dict[str, Any]:
         record = self.conn.record(self.meta.name)
         if record is None or record["meta"]["uid"] != self.meta.uid:
