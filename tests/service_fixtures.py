@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from ccsclip.models.loading import embedded_weights_path
+from ccsclip.service.proctree import reap, tree
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_fixtures import DEFAULT, build_test_bundle  # noqa: E402
@@ -145,17 +146,29 @@ class Server:
     process: subprocess.Popen
     log: Path
     ports: dict[str, int] = field(default_factory=dict)
+    survivors: list[int] = field(default_factory=list)
 
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait; the process group is killed only if it does not stop in time."""
+        """SIGTERM and wait; whatever of its process tree still runs after `timeout` is killed.
+
+        The tree is listed first: BentoML's workers run in sessions of their own (a signal to
+        the process group misses them) and, once the server is gone, cannot be found from it.
+        `survivors` keeps the pids that had to be killed (tests assert there are none).
+        """
+        descendants = tree(self.process.pid)[1:]
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.kill()
                 self.process.wait(10)
+        self.survivors = reap(descendants, timeout=10)
         return self.process.returncode
+
+    def tree(self) -> list[int]:
+        """The pids of the server and its descendants that run now."""
+        return [p.pid for p in tree(self.process.pid)]
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
@@ -168,17 +181,20 @@ def _start(name: str, args: list[str], env: dict[str, str], log: Path) -> subpro
     )
 
 
-def start_http(world: World, root: Path, workers: int = 2) -> Server:
+def start_http(
+    world: World, root: Path, workers: int = 2, home: Path | None = None, name: str = "http"
+) -> Server:
+    """`bentoml serve` on a free port; BENTOML_HOME is `home` (default: `root/bentoml-home`)."""
     port = free_port()
     env = {
         **world.env(),
-        "BENTOML_HOME": str(root / "bentoml-home"),
+        "BENTOML_HOME": str(home or root / "bentoml-home"),
         "CCSCLIP_HTTP_WORKERS": str(workers),
     }
-    log = root / "http.log"
+    log = root / f"{name}.log"
     args = [str(BIN / "bentoml"), "serve", "service:CCSClip", "--host", "127.0.0.1"]
-    process = _start("http", [*args, "--port", str(port)], env, log)
-    return Server("http", process, log, {"http": port})
+    process = _start(name, [*args, "--port", str(port)], env, log)
+    return Server(name, process, log, {"http": port})
 
 
 def start_grpc(world: World, root: Path) -> Server:

@@ -44,6 +44,8 @@ from ccsclip.service.gallery_schemas import (
 )
 from ccsclip.service.gate import GateMiddleware, observe_http_refusal
 from ccsclip.service.metrics import get_metrics
+from ccsclip.service.metrics_dir import isolate
+from ccsclip.service.parent_watch import watch_parent
 from ccsclip.service.probes import RESULTS_FILE, ProbeRunner
 from ccsclip.service.schemas import (
     Embedding,
@@ -62,6 +64,9 @@ from ccsclip.service.settings import get_settings
 from ccsclip.service.tls import bentoml_ssl
 
 log = logging.getLogger(__name__)
+# issue 19: this server's own Prometheus folder (before any metric exists); no orphaned workers
+isolate(bentoml.server_context.worker_index)
+watch_parent(bentoml.server_context.worker_index)
 settings = get_settings()
 
 
