@@ -98,6 +98,8 @@ class World:
             "CCSCLIP_GALLERIES": str(self.gallery),
             "CCSCLIP_PROBES": ",".join(map(str, self.probe_dirs)),
             "CCSCLIP_PROBE_INTERVAL_S": "3600",
+            # stored probe results (service/probe_cache.py): per test world, never ~/.cache
+            "CCSCLIP_PROBE_CACHE_DIR": str(self.root / "probe-cache"),
             "CCSCLIP_THREADS": "1",
             **LIMITS,
         }
@@ -197,7 +199,10 @@ def start_http(
     return Server(name, process, log, {"http": port})
 
 
-def start_grpc(world: World, root: Path) -> Server:
+def start_grpc(
+    world: World, root: Path, name: str = "grpc", extra: dict[str, str] | None = None
+) -> Server:
+    """`ccsclip serve-grpc` on free ports; `extra` adds or overrides environment variables."""
     port, metrics = free_port(), free_port()
     env = {
         **world.env(),
@@ -206,10 +211,11 @@ def start_grpc(world: World, root: Path) -> Server:
         "CCSCLIP_GRPC_HOST": "127.0.0.1",
         # set as the shared ConfigMap sets it: serve-grpc must ignore it (one process)
         "PROMETHEUS_MULTIPROC_DIR": str(root / "grpc-prometheus-unused"),
+        **(extra or {}),
     }
-    log = root / "grpc.log"
-    process = _start("grpc", [str(BIN / "ccsclip"), "serve-grpc"], env, log)
-    return Server("grpc", process, log, {"grpc": port, "metrics": metrics})
+    log = root / f"{name}.log"
+    process = _start(name, [str(BIN / "ccsclip"), "serve-grpc"], env, log)
+    return Server(name, process, log, {"grpc": port, "metrics": metrics})
 
 
 def http_ready_at(port: int) -> bool:
@@ -255,6 +261,18 @@ def wait_ready(server: Server, check: Any, timeout: float = 180.0) -> None:
 
 
 # --------------------------------------------------------------------------- clients
+
+
+def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample called `name` in a Prometheus exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [
+        (dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
 
 
 def b64(data: bytes) -> str:

@@ -17,26 +17,18 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent))
 from service_fixtures import (  # noqa: E402
     HttpClient,
     http_ready,
     make_world,
+    metric_samples,
     start_http,
     wait_ready,
 )
 
-
-def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
-    """(labels, value) of every sample called `name` in a Prometheus exposition."""
-    return [
-        (dict(sample.labels), sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    ]
+samples = metric_samples
 
 
 def count(text: str, endpoint: str) -> float:

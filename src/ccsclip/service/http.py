@@ -46,7 +46,7 @@ from ccsclip.service.gate import GateMiddleware, observe_http_refusal
 from ccsclip.service.metrics import get_metrics
 from ccsclip.service.metrics_dir import isolate
 from ccsclip.service.parent_watch import watch_parent
-from ccsclip.service.probes import RESULTS_FILE, ProbeRunner
+from ccsclip.service.probes import RESULTS_FILE, ProbeRunner, probe_options
 from ccsclip.service.schemas import (
     Embedding,
     EmbedTextsRequest,
@@ -101,8 +101,7 @@ def _probe_runner(core: Core) -> ProbeRunner:
         core.engine,
         settings.probe_dirs(),
         core.metrics,
-        interval_s=settings.probe_interval_s,
-        batch_size=settings.probe_batch_size,
+        **probe_options(settings),  # issue 19: probe cache and canary
         active=worker in (None, 1),
         results_file=Path(shared) / RESULTS_FILE if shared and worker is not None else None,
     )

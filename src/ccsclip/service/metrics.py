@@ -77,6 +77,28 @@ class Metrics:
             ["profile", "probe"],
             registry=reg,
         )
+        self.probe_images = Counter(
+            "ccsclip_probe_images_embedded_total",
+            "Probe images embedded: `full` (a result computed, once per profile and probe file) "
+            "or `canary` (the periodic re-check of a fixed subsample).",
+            ["profile", "probe", "run"],
+            registry=reg,
+        )
+        self.probe_drift = Gauge(
+            "ccsclip_probe_drift_max_abs",
+            "Canary: max |difference| between the subsample's embeddings now and when the stored "
+            "result was computed (0 when the runtime reproduces it).",
+            ["profile", "probe"],
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
+        self.probe_top1_changed = Gauge(
+            "ccsclip_probe_drift_top1_changed",
+            "Canary: subsample images whose best class (or query) differs from the stored one.",
+            ["profile", "probe"],
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
         self.profile_info = Gauge(
             "ccsclip_profile_info",
             "One series per served profile (value 1): ablation mode, heads removed, arm.",
@@ -127,6 +149,13 @@ class Metrics:
 
     def probe_failed(self, profile: str, probe: str) -> None:
         self.probe_failures.labels(profile, probe).inc()
+
+    def probe_embedded(self, profile: str, probe: str, run: str, n: int) -> None:
+        self.probe_images.labels(profile, probe, run).inc(n)
+
+    def probe_canary(self, profile: str, probe: str, max_abs: float, top1_changed: int) -> None:
+        self.probe_drift.labels(profile, probe).set(max_abs)
+        self.probe_top1_changed.labels(profile, probe).set(top1_changed)
 
     def probe_succeeded(self, result: Mapping[str, Any], finished_at: float) -> None:
         """Gauges of one successful `run_probe` result (keys as ccsclip.engine.probes)."""
