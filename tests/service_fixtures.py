@@ -184,14 +184,21 @@ def _start(name: str, args: list[str], env: dict[str, str], log: Path) -> subpro
 
 
 def start_http(
-    world: World, root: Path, workers: int = 2, home: Path | None = None, name: str = "http"
+    world: World,
+    root: Path,
+    workers: int = 2,
+    home: Path | None = None,
+    name: str = "http",
+    extra: dict[str, str] | None = None,
 ) -> Server:
-    """`bentoml serve` on a free port; BENTOML_HOME is `home` (default: `root/bentoml-home`)."""
+    """`bentoml serve` on a free port; BENTOML_HOME is `home` (default: `root/bentoml-home`);
+    `extra` adds or overrides environment variables."""
     port = free_port()
     env = {
         **world.env(),
         "BENTOML_HOME": str(home or root / "bentoml-home"),
         "CCSCLIP_HTTP_WORKERS": str(workers),
+        **(extra or {}),
     }
     log = root / f"{name}.log"
     args = [str(BIN / "bentoml"), "serve", "service:CCSClip", "--host", "127.0.0.1"]

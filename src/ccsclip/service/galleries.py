@@ -22,6 +22,7 @@ from ccsclip.engine.galleries.store import Gallery, GalleryStore
 from ccsclip.errors import CcsclipError, NotFoundError
 from ccsclip.service import gallery_schemas as g
 from ccsclip.service.core import Core, ServiceError
+from ccsclip.service.live_bias import observe_search
 
 log = logging.getLogger(__name__)
 _FIELD = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
@@ -124,7 +125,9 @@ class GalleryService:
     def create(self, request: g.GalleryCreateRequest) -> g.GalleryInfo:
         profile = self.core.profile(request.profile)
         try:
-            gallery = self.store.create(request.gallery, profile, request.backend, request.params)
+            gallery = self.store.create(
+                request.gallery, profile, request.backend, request.params, request.bias_attributes
+            )
         except CcsclipError as exc:
             raise service_error(exc, "gallery") from None
         log.info("created gallery %r (%s, profile %s)", request.gallery, request.backend, profile)
@@ -194,6 +197,7 @@ class GalleryService:
         except CcsclipError as exc:
             raise service_error(exc, "gallery") from None
         self.core._after()
+        observe_search(self.core, gallery, hits, request.filter)  # issue 19: live bias
         return g.GallerySearchResponse(
             gallery=request.gallery,
             backend=gallery.meta.backend,

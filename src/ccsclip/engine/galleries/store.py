@@ -128,6 +128,7 @@ class GalleryStore:
         profile: str | None,
         backend: str = "hnsw",
         params: dict[str, Any] | None = None,
+        bias_attributes: list[str] | None = None,
     ) -> Gallery:
         check_name(name, "gallery")
         params = check_params(backend, params)
@@ -139,7 +140,7 @@ class GalleryStore:
             raise InvalidInputError(
                 f"backend: {backend!r} galleries need a folder: set CCSCLIP_GALLERY_ROOT"
             )
-        meta = new_meta(self.engine, name, profile, backend, params)
+        meta = new_meta(self.engine, name, profile, backend, params, bias_attributes)
         lock = self.root / ".lock" if self.root is not None else None
         with self._lock, local.file_lock(lock) if lock else _nothing():
             if self._local_meta(name) is not None or self._milvus_meta(name) is not None:
