@@ -13,8 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent))
+from k8s_helpers import dashboard_metric_names  # noqa: E402
 from service_fixtures import (  # noqa: E402
     DEFAULT,
     PRUNED,
@@ -96,6 +98,9 @@ def test_live_skew_series_per_profile_match_the_hits(world, tmp_path):
         client.post("/v1/galleries/search", {"gallery": "undeclared", "text": "a photo", "k": 3})
 
         text = client.metrics()
+        scraped = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+        live_series = dashboard_metric_names(live_bias=True) - dashboard_metric_names()
+        assert live_series and live_series <= scraped, sorted(live_series - scraped)
         got_counts = {
             (labels["profile"], labels["value"]): value
             for labels, value in metric_samples(text, "ccsclip_live_topk_items_total")
