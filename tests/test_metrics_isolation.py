@@ -143,3 +143,31 @@ def test_sigkill_of_the_server_leaves_no_worker(world, tmp_path):
             httpx.get(f"http://127.0.0.1:{server.ports['http']}/readyz", timeout=2)
     finally:
         server.stop()
+
+
+def test_folders_of_stopped_servers_are_pruned_and_running_ones_kept(tmp_path):
+    """metrics_dir.prune: a folder whose server pid is gone (or reused: other start time) goes;
+    a running server's folder, this one's and unrelated files stay."""
+    import subprocess
+
+    from ccsclip.service.metrics_dir import prune, server_folder
+
+    base = tmp_path / "ccsclip-prometheus"
+    mine = server_folder(base, os.getpid())
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        theirs = server_folder(base, running.pid)
+        ended = subprocess.Popen([sys.executable, "-c", "pass"])
+        ended.wait()
+        gone = server_folder(base, ended.pid)
+        reused = base / f"server-{running.pid}-1"  # the pid, but not that process's start time
+        for folder in (mine, theirs, gone, reused, base / "not-a-server"):
+            folder.mkdir(parents=True)
+            (folder / "counter_1.db").write_bytes(b"x")
+        removed = prune(base, keep=mine)
+        assert sorted(removed) == sorted([gone, reused])
+        assert mine.is_dir() and theirs.is_dir() and (base / "not-a-server").is_dir()
+        assert not gone.exists() and not reused.exists()
+    finally:
+        running.kill()
+        running.wait()
