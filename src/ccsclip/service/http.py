@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 from ccsclip.errors import CcsclipError
+from ccsclip.service.batching import http_batching
 from ccsclip.service.core import Core, ServiceError
 from ccsclip.service.edge import EdgeMiddleware, set_core
 from ccsclip.service.gallery_schemas import (
@@ -147,7 +148,7 @@ class CCSClip:
 
     @bentoml.api(
         route="/v1/embed_images",
-        batchable=settings.http_batching,
+        batchable=http_batching(settings.http_batching),  # issue 19: per provider
         max_batch_size=settings.batch_max_size,
         max_latency_ms=settings.batch_max_latency_ms,
     )

@@ -67,7 +67,7 @@ class ServiceSettings(BaseSettings):
     # a request it expects to wait longer is refused with 503 (load shedding); it also scales
     # the dispatcher's initial waits, so a large value makes the first requests slow.
     http_tracing: bool = False  # BentoML's OpenTelemetry spans (they leak memory in 1.4.40)
-    http_batching: bool = True
+    http_batching: bool | None = None  # None: on with CUDA, off on CPU (service/batching.py)
     batch_max_size: int = Field(64, ge=2)
     batch_max_latency_ms: int = Field(1000, ge=1)
 
