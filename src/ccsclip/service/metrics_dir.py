@@ -76,7 +76,13 @@ def isolate(worker_index: int | None) -> Path | None:
         return given_path  # already isolated (a worker restarted with our environment)
     base = given_path.parent / FOLDER
     folder = server_folder(base, os.getppid())
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # keep BentoML's shared folder rather than not serving at all
+        log.warning(
+            "cannot create %s (%s): metrics stay in %s, shared by every server", folder, exc, given
+        )
+        return None
     os.environ[ENV] = str(folder)
     removed = prune(base, folder)
     if removed:
