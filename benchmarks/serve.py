@@ -14,6 +14,16 @@ more requests (goal: growth < 10 %, 0 errors). The load generator runs on the sa
 competes with the servers for its cores: compare ratios, not absolute rates.
 
     python benchmarks/serve.py [--quick] [--bundle DIR | --weights FILE] [--http-workers 1] [--json]
+
+`--model ViT-B-32` measures the service at real size instead (a bundle of ViT-B-32 with random
+weights: baseline and a pruned profile, `--int8` adds baseline-int8; 224 px PNG images): one
+image per `/v1/embed_images` request, closed loop, each server measured alone (the others are
+stopped), at `--concurrency` (default 1,8,32): HTTP with adaptive batching (`http-batched`),
+HTTP with batching and all onnxruntime threads per call (`http-batched-t0`), HTTP unbatched,
+gRPC and the in-process Core; the batch sizes BentoML formed; and gRPC p99 at concurrency 8
+while a probe canary runs continuously against without. A reduced run for a busy machine:
+
+    nice python benchmarks/serve.py --model ViT-B-32 --requests 48 --concurrency 1,8,32
 """
 
 from __future__ import annotations
@@ -107,12 +117,17 @@ class Server:
         return sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL for whatever of the process tree is left (no orphan workers)."""
+        from ccsclip.service.proctree import reap, tree
+
+        descendants = tree(self.process.pid)[1:]
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.kill()
+        reap(descendants, 10)
 
 
 def start_servers(bundle: Path, root: Path, http_workers: int) -> dict[str, Any]:
@@ -189,6 +204,7 @@ def summarise(latencies: list[float], wall: float, errors: int) -> dict[str, flo
     values = np.array(latencies) * 1000
     return {
         "rps": len(latencies) / wall if wall else 0.0,
+        "ok_rps": (len(latencies) - errors) / wall if wall else 0.0,
         "p50_ms": float(np.percentile(values, 50)) if len(values) else float("nan"),
         "p99_ms": float(np.percentile(values, 99)) if len(values) else float("nan"),
         "errors": errors,
@@ -330,9 +346,22 @@ class Senders:
         self.routes = {"zero_shot": "/v1/zero_shot", "embed_image": "/v1/embed_images"}
         self.methods = {"zero_shot": self.stub.ZeroShot, "embed_image": self.stub.EmbedImages}
 
+    profile: str | None = None  # embed_image: name this profile in each item
+
     def sender(self, transport: str, endpoint: str) -> Callable[[int], Awaitable[bool]]:
         import grpc
 
+        if self.profile is not None and endpoint == "embed_image":
+            from ccsclip.v1 import ccsclip_pb2 as pb
+
+            encoded = [base64.b64encode(i).decode("ascii") for i in self.images]
+            self.http_bodies["embed_image"] = [
+                json.dumps([{"image": e, "profile": self.profile}]).encode() for e in encoded
+            ]
+            self.grpc_requests["embed_image"] = [
+                pb.EmbedImagesRequest(items=[pb.ImageItem(image=i, profile=self.profile)])
+                for i in self.images
+            ]
         if transport == "http":
             route = self.routes[endpoint]
             raws = [RawHttp.request(route, body) for body in self.http_bodies[endpoint]]
@@ -357,7 +386,9 @@ class Senders:
         await self.channel.close()
 
 
-def in_process(bundle: Path, images: list[bytes]) -> dict[str, Callable[[int], None]]:
+def in_process(
+    bundle: Path, images: list[bytes], profile: str | None = None
+) -> dict[str, Callable[[int], None]]:
     """The same work without a transport: the Core on validated requests."""
     from ccsclip.service import schemas as s
     from ccsclip.service.core import Core
@@ -369,11 +400,257 @@ def in_process(bundle: Path, images: list[bytes]) -> dict[str, Callable[[int], N
 
     core = Core.load(settings, Metrics(CollectorRegistry()))
     zero = [s.ZeroShotRequest(images=[i], labels=LABELS) for i in images]
-    items = [[s.ImageItem(image=i)] for i in images]
+    items = [[s.ImageItem(image=i, profile=profile)] for i in images]
     return {
         "zero_shot": lambda i: core.zero_shot(zero[i % len(zero)]) and None,
         "embed_image": lambda i: core.embed_items(items[i % len(items)]) and None,
     }
+
+
+# --------------------------------------------------------------------------- ViT-B-32
+
+
+def build_vit_bundle(root: Path, int8: bool) -> tuple[Path, list[bytes], Path]:
+    """ViT-B-32 (random weights): baseline + pruned (12 heads of layers 10-11), optionally
+    baseline-int8; 16 organism images upscaled to 224 px PNG; a small accuracy probe."""
+    import io
+
+    from PIL import Image
+
+    from ccsclip.organism.probes import generate_all
+
+    bundle = root / "bundle"
+    world = root / "world"
+    if not (bundle / "manifest.json").is_file():  # --work DIR keeps the bundle between runs
+        _export_vit(root, int8)
+    if not (world / "gallery").is_dir():
+        generate_all(world, 0, n_per_class=2, n_per_cell=1, n_gallery=16, n_calibration=1)
+    images = []
+    for path in sorted((world / "gallery").glob("*.png"))[:16]:
+        buffer = io.BytesIO()
+        Image.open(path).convert("RGB").resize((224, 224)).save(buffer, "PNG")
+        images.append(buffer.getvalue())
+    return bundle, images, world / "accuracy-shape"
+
+
+def _export_vit(root: Path, int8: bool) -> None:
+    from ccsclip.export.bundle import export_bundle
+    from ccsclip.models import load_model
+    from ccsclip.profiles.schema import manual_profile, write_profile
+
+    loaded = load_model("ViT-B-32")
+    spec = loaded.spec
+    profiles = []
+    pruned = [(layer, head) for layer in (10, 11) for head in range(6)]
+    for name, heads in (("baseline", []), ("pruned", pruned)):
+        profile = manual_profile(spec, name, heads)
+        profiles.append((profile, write_profile(root / "profiles" / f"{name}.yaml", profile)))
+    bundle = root / "bundle"
+    quantize = {"baseline": "int8"} if int8 else None
+    export_bundle(
+        loaded, profiles, bundle, default_profile="baseline", quantize=quantize, progress=False
+    )
+
+
+def server_env(bundle: Path, root: Path, extra: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "True",
+        "BENTOML_HOME": str(root / "bentoml-home"),
+        "CCSCLIP_BUNDLE": str(bundle),
+        "CCSCLIP_PROBES": "",
+        "CCSCLIP_GALLERIES": "",
+        "CCSCLIP_HTTP_MAX_CONCURRENCY": "0",
+        "CCSCLIP_GRPC_MAX_CONCURRENCY": "0",
+        "CCSCLIP_PROBE_CACHE_DIR": str(root / "probe-cache"),
+        **extra,
+    }
+
+
+def start_one(kind: str, bundle: Path, root: Path, extra: dict[str, str]) -> tuple[Server, int]:
+    env = server_env(bundle, root, extra)
+    port = free_port()
+    if kind == "http":
+        args = [str(BIN / "bentoml"), "serve", "service:CCSClip", "--host", "127.0.0.1"]
+        server = Server("http", [*args, "--port", str(port)], env, root / "http.log")
+        _wait(server, lambda: _http_ready(port), timeout=600)
+    else:
+        env.update(
+            CCSCLIP_GRPC_PORT=str(port),
+            CCSCLIP_GRPC_METRICS_PORT=str(free_port()),
+            CCSCLIP_GRPC_HOST="127.0.0.1",
+        )
+        server = Server("grpc", [str(BIN / "ccsclip"), "serve-grpc"], env, root / "grpc.log")
+        _wait(server, lambda: _grpc_ready(port), timeout=600)
+    return server, port
+
+
+def mean_batch_size(metrics_text: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = count = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.labels.get("endpoint") != "embed_images":
+                continue
+            if sample.name == "ccsclip_batch_size_sum":
+                total += sample.value
+            elif sample.name == "ccsclip_batch_size_count":
+                count += sample.value
+    return total / count if count else float("nan")
+
+
+LONG_BUDGET = {"CCSCLIP_BATCH_MAX_LATENCY_MS": "120000"}
+
+
+def run_vit(args: argparse.Namespace) -> None:
+    import httpx
+
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    rows: dict[tuple[str, str, int], dict[str, float]] = {}
+    batches: dict[str, float] = {}
+    loads = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="ccsclip-serve-vit-") as tmp:
+        root = Path(tmp)
+        started = time.perf_counter()
+        bundle, images, probe = build_vit_bundle(args.work or root, args.int8)
+        print(f"bundle built in {time.perf_counter() - started:.0f} s", flush=True)
+        profiles = ["baseline", "pruned"] + (["baseline-int8"] if args.int8 else [])
+        variants = {
+            # a latency budget the 32-deep queue fits in: BentoML sheds (503) requests it expects
+            # to wait longer than CCSCLIP_BATCH_MAX_LATENCY_MS (1 s by default: ~3 images here)
+            "http-batched": ("http", {"CCSCLIP_HTTP_BATCHING": "true", **LONG_BUDGET}),
+            "http-batched-t0": (
+                "http",
+                {"CCSCLIP_HTTP_BATCHING": "true", "CCSCLIP_THREADS": "0", **LONG_BUDGET},
+            ),
+            "http": ("http", {"CCSCLIP_HTTP_BATCHING": "false"}),
+            "grpc": ("grpc", {}),
+        }
+        for profile in profiles:
+            for name, (kind, extra) in variants.items():
+                server, port = start_one(kind, bundle, root, extra)
+                try:
+
+                    async def drive(kind=kind, port=port, profile=profile) -> dict:
+                        senders = Senders(images, port if kind == "http" else 0, port)
+                        senders.profile = profile
+                        send = senders.sender(kind, "embed_image")
+                        out = {}
+                        try:
+                            await closed_loop(send, 8, 4)  # warm-up
+                            for c in concurrency:
+                                out[c] = await closed_loop(send, args.requests, c)
+                                loads.append(os.getloadavg()[0])
+                        finally:
+                            await senders.close()
+                        return out
+
+                    for c, row in asyncio.run(drive()).items():
+                        rows[(f"{name}:{profile}", "embed_image", c)] = row
+                        print(f"{name:<16} {profile:<14} c={c:<3} {row}", flush=True)
+                    if kind == "http":
+                        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+                        batches[f"{name}:{profile}"] = mean_batch_size(text)
+                finally:
+                    server.stop()
+            calls = in_process(bundle, images, profile)
+            threaded_loop(calls["embed_image"], 8, 4)
+            for c in concurrency:
+                row = threaded_loop(calls["embed_image"], args.requests, c)
+                rows[(f"in-process:{profile}", "embed_image", c)] = row
+                loads.append(os.getloadavg()[0])
+                print(f"{'in-process':<16} {profile:<14} c={c:<3} {row}", flush=True)
+
+        # p99 with a probe canary running continuously (interval 1 s) against without
+        canary: dict[str, dict[str, float]] = {}
+        for label, extra in (
+            ("without", {}),
+            (
+                "canary",
+                {
+                    "CCSCLIP_PROBES": str(probe),
+                    "CCSCLIP_PROBE_INTERVAL_S": "1",
+                    "CCSCLIP_PROBE_CANARY_SIZE": str(args.canary),
+                },
+            ),
+        ):
+            server, port = start_one("grpc", bundle, root, extra)
+            try:
+                if label == "canary":  # the full result first (stored), then canary rounds
+                    _wait_probes(port, server)
+
+                async def drive_c(port=port) -> dict:
+                    senders = Senders(images, 0, port)
+                    try:
+                        send = senders.sender("grpc", "embed_image")
+                        await closed_loop(send, 8, 4)
+                        return await closed_loop(send, args.requests * 2, 8)
+                    finally:
+                        await senders.close()
+
+                canary[label] = asyncio.run(drive_c())
+                loads.append(os.getloadavg()[0])
+            finally:
+                server.stop()
+
+    print()
+    print(f"ViT-B-32 (random weights), {os.cpu_count()} CPUs, {args.requests} requests per cell")
+    print(f"load average during the run: {min(loads):.2f} .. {max(loads):.2f}")
+    print(f"{'server:profile':<30} {'conc':>4} {'img/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'err':>4}")
+    for (name, _, c), row in sorted(rows.items()):  # img/s: answered without an error
+        print(
+            f"{name:<30} {c:>4} {row['ok_rps']:>7.2f} {row['p50_ms']:>8.0f} "
+            f"{row['p99_ms']:>8.0f} {row['errors']:>4}"
+        )
+    for profile in profiles:
+        top = max(concurrency)
+        base = rows[(f"in-process:{profile}", "embed_image", top)]["ok_rps"]
+        ratios = ", ".join(
+            f"{name} {rows[(f'{name}:{profile}', 'embed_image', top)]['ok_rps'] / base:.2f}"
+            for name in variants
+        )
+        print(f"{profile}: images/s against in-process at concurrency {top}: {ratios}")
+    for key, size in batches.items():
+        print(f"mean images per image-tower call, {key}: {size:.2f}")
+    without, during = canary["without"]["p99_ms"], canary["canary"]["p99_ms"]
+    print(
+        f"gRPC p99 at concurrency 8: {without:.0f} ms without probes, {during:.0f} ms with a "
+        f"canary ({args.canary} images) running continuously: {during / without:.2f}x "
+        "(goal <= 1.10)"
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "rows": [
+                        {"server": n, "concurrency": c, **r}
+                        for (n, _, c), r in sorted(rows.items())
+                    ],
+                    "batches": batches,
+                    "canary": canary,
+                    "loads": loads,
+                }
+            )
+        )
+
+
+def _wait_probes(port: int, server: Server, timeout: float = 1800) -> None:
+    import grpc
+
+    from ccsclip.v1 import ccsclip_pb2 as pb
+    from ccsclip.v1 import ccsclip_pb2_grpc as pb_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.CCSClipStub(channel)
+        while time.monotonic() < deadline:
+            if stub.GetProbeResults(pb.GetProbeResultsRequest(), timeout=30).runs >= 2:
+                return  # the full round, then at least one canary round
+            if server.process.poll() is not None:
+                raise RuntimeError(server.log.read_text()[-3000:])
+            time.sleep(1)
+    raise RuntimeError("probes did not finish")
 
 
 # --------------------------------------------------------------------------- main
@@ -424,7 +701,16 @@ def main() -> None:
     )
     parser.add_argument("--http-workers", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument("--model", default="organism", choices=["organism", "ViT-B-32"])
+    parser.add_argument("--int8", action="store_true", help="ViT-B-32: also baseline-int8")
+    parser.add_argument("--requests", type=int, default=96, help="ViT-B-32: requests per cell")
+    parser.add_argument("--concurrency", default="1,8,32", help="ViT-B-32: client counts")
+    parser.add_argument("--canary", type=int, default=32, help="ViT-B-32: canary images")
+    parser.add_argument("--work", type=Path, help="ViT-B-32: keep (and reuse) the bundle here")
     args = parser.parse_args()
+    if args.model == "ViT-B-32":
+        run_vit(args)
+        return
     args.requests = 300 if args.quick else 3000
     args.warmup = 50 if args.quick else 300
     args.rss_requests = 5000

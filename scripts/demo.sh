@@ -4,7 +4,8 @@
 #   2. rank heads by CCS, write pruning profiles, evaluate accuracy and bias per arm (soft pruning);
 #      search the head set with the best accuracy-bias trade-off (validated on held-out images)
 #   3. export the profiles (the searched one too) into a verified ONNX bundle, index a gallery
-#   4. start the server in the background and grow a live gallery through the HTTP API
+#   4. start the server in the background and grow a live gallery through the HTTP API; live
+#      bias: a burst of neutral queries through two profiles, their Skew@k / MaxSkew series
 #   5. serve it over HTTP with `bentoml serve` (Ctrl-C stops; SERVE=0 skips steps 4 and 5)
 set -euo pipefail
 WORK=${WORK:-runs/demo}
@@ -57,9 +58,13 @@ export BENTOML_DO_NOT_TRACK=True
 echo "== 4/5 a gallery that grows: create it, upsert images, search, delete over HTTP"
 bentoml serve service:CCSClip --port "$PORT" > "$WORK/serve-gallery.log" 2>&1 &
 SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null || true' EXIT
+# Stop the whole process tree: BentoML's workers run in sessions of their own (docs/service.md).
+trap 'python -m ccsclip.service.proctree "$SERVER" || true' EXIT
 python "$(dirname "$0")/demo_gallery.py" --url "http://127.0.0.1:$PORT" --images "$W/gallery"
-kill "$SERVER" && wait "$SERVER" || true
+echo "== 4/5 live bias: neutral queries through baseline (A) and high-ccs (B), per-profile series"
+python "$(dirname "$0")/demo_live_bias.py" --url "http://127.0.0.1:$PORT" \
+  --probe "$W/bias-shape-colour" --profiles baseline high-ccs
+python -m ccsclip.service.proctree "$SERVER"
 trap - EXIT
 
 echo "== 5/5 serving on http://127.0.0.1:$PORT (profiles: baseline, high-ccs, low-ccs, random-s0,"

@@ -28,7 +28,7 @@ PVC_COMPONENT = K8S / "components" / "pvc-bundle"
 DASHBOARD = REPO / "docs" / "grafana" / "ccsclip.json"
 
 # Kinds that kubernetes-validate has no schema for; the tests check their structure instead.
-CUSTOM_KINDS = frozenset({"ServiceMonitor", "HTTPRoute", "GRPCRoute"})
+CUSTOM_KINDS = frozenset({"ServiceMonitor", "PrometheusRule", "HTTPRoute", "GRPCRoute"})
 
 # The service's metric families (names fixed by the service contract) and their types.
 CONTRACT_METRICS: dict[str, str] = {
@@ -42,6 +42,16 @@ CONTRACT_METRICS: dict[str, str] = {
     "ccsclip_profile_info": "gauge",
     "ccsclip_text_cache_hits_total": "counter",
     "ccsclip_text_cache_misses_total": "counter",
+    "ccsclip_probe_images_embedded_total": "counter",
+    "ccsclip_probe_drift_max_abs": "gauge",
+    "ccsclip_probe_drift_top1_changed": "gauge",
+}
+# Live bias (service/live_bias.py): exposed once a gallery that declares bias attributes has
+# been searched, so a scrape after plain traffic lacks them (tests/test_live_bias.py checks them).
+LIVE_BIAS_METRICS: dict[str, str] = {
+    "ccsclip_live_topk_items_total": "counter",
+    "ccsclip_live_gallery_share": "gauge",
+    "ccsclip_live_maxskew": "histogram",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -222,10 +232,12 @@ def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
     return exprs
 
 
-def contract_series_names() -> set[str]:
-    """Series names the contract's metrics have in a scrape (histograms as their three series)."""
+def contract_series_names(live_bias: bool = True) -> set[str]:
+    """Series names the contract's metrics have in a scrape (histograms as their three series);
+    with `live_bias`, the live-bias families too."""
     names: set[str] = set()
-    for family, kind in CONTRACT_METRICS.items():
+    families = {**CONTRACT_METRICS, **(LIVE_BIAS_METRICS if live_bias else {})}
+    for family, kind in families.items():
         if kind == "histogram":
             names.update(family + suffix for suffix in HISTOGRAM_SUFFIXES)
         else:
@@ -235,15 +247,18 @@ def contract_series_names() -> set[str]:
 
 def metric_family(series: str) -> str:
     """The contract family of a series name (`x_bucket` -> `x` for histograms)."""
-    for family, kind in CONTRACT_METRICS.items():
+    for family, kind in {**CONTRACT_METRICS, **LIVE_BIAS_METRICS}.items():
         if kind == "histogram" and series in {family + s for s in HISTOGRAM_SUFFIXES}:
             return family
     return series
 
 
-def dashboard_metric_names(path: Path = DASHBOARD) -> set[str]:
-    """Every series name the dashboard queries, as a live /metrics scrape spells it."""
+def dashboard_metric_names(path: Path = DASHBOARD, live_bias: bool = False) -> set[str]:
+    """Every series name the dashboard queries, as a live /metrics scrape spells it; the
+    live-bias ones only with `live_bias` (they need searches on a declaring gallery)."""
     names: set[str] = set()
     for expr in dashboard_exprs(load_dashboard(path)):
         names |= promql_metric_names(expr)
+    if not live_bias:
+        names -= contract_series_names() - contract_series_names(live_bias=False)
     return names

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from ccsclip.models.loading import embedded_weights_path
+from ccsclip.service.proctree import reap, tree
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_fixtures import DEFAULT, build_test_bundle  # noqa: E402
@@ -100,6 +101,8 @@ class World:
             "CCSCLIP_GALLERIES": str(self.gallery),
             "CCSCLIP_PROBES": ",".join(map(str, self.probe_dirs)),
             "CCSCLIP_PROBE_INTERVAL_S": "3600",
+            # stored probe results (service/probe_cache.py): per test world, never ~/.cache
+            "CCSCLIP_PROBE_CACHE_DIR": str(self.root / "probe-cache"),
             "CCSCLIP_THREADS": "1",
             **LIMITS,
         }
@@ -150,17 +153,29 @@ class Server:
     process: subprocess.Popen
     log: Path
     ports: dict[str, int] = field(default_factory=dict)
+    survivors: list[int] = field(default_factory=list)
 
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait; the process group is killed only if it does not stop in time."""
+        """SIGTERM and wait; whatever of its process tree still runs after `timeout` is killed.
+
+        The tree is listed first: BentoML's workers run in sessions of their own (a signal to
+        the process group misses them) and, once the server is gone, cannot be found from it.
+        `survivors` keeps the pids that had to be killed (tests assert there are none).
+        """
+        descendants = tree(self.process.pid)[1:]
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.kill()
                 self.process.wait(10)
+        self.survivors = reap(descendants, timeout=10)
         return self.process.returncode
+
+    def tree(self) -> list[int]:
+        """The pids of the server and its descendants that run now."""
+        return [p.pid for p in tree(self.process.pid)]
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
@@ -173,20 +188,33 @@ def _start(name: str, args: list[str], env: dict[str, str], log: Path) -> subpro
     )
 
 
-def start_http(world: World, root: Path, workers: int = 2) -> Server:
+def start_http(
+    world: World,
+    root: Path,
+    workers: int = 2,
+    home: Path | None = None,
+    name: str = "http",
+    extra: dict[str, str] | None = None,
+) -> Server:
+    """`bentoml serve` on a free port; BENTOML_HOME is `home` (default: `root/bentoml-home`);
+    `extra` adds or overrides environment variables."""
     port = free_port()
     env = {
         **world.env(),
-        "BENTOML_HOME": str(root / "bentoml-home"),
+        "BENTOML_HOME": str(home or root / "bentoml-home"),
         "CCSCLIP_HTTP_WORKERS": str(workers),
+        **(extra or {}),
     }
-    log = root / "http.log"
+    log = root / f"{name}.log"
     args = [str(BIN / "bentoml"), "serve", "service:CCSClip", "--host", "127.0.0.1"]
-    process = _start("http", [*args, "--port", str(port)], env, log)
-    return Server("http", process, log, {"http": port})
+    process = _start(name, [*args, "--port", str(port)], env, log)
+    return Server(name, process, log, {"http": port})
 
 
-def start_grpc(world: World, root: Path) -> Server:
+def start_grpc(
+    world: World, root: Path, name: str = "grpc", extra: dict[str, str] | None = None
+) -> Server:
+    """`ccsclip serve-grpc` on free ports; `extra` adds or overrides environment variables."""
     port, metrics = free_port(), free_port()
     env = {
         **world.env(),
@@ -195,10 +223,11 @@ def start_grpc(world: World, root: Path) -> Server:
         "CCSCLIP_GRPC_HOST": "127.0.0.1",
         # set as the shared ConfigMap sets it: serve-grpc must ignore it (one process)
         "PROMETHEUS_MULTIPROC_DIR": str(root / "grpc-prometheus-unused"),
+        **(extra or {}),
     }
-    log = root / "grpc.log"
-    process = _start("grpc", [str(BIN / "ccsclip"), "serve-grpc"], env, log)
-    return Server("grpc", process, log, {"grpc": port, "metrics": metrics})
+    log = root / f"{name}.log"
+    process = _start(name, [str(BIN / "ccsclip"), "serve-grpc"], env, log)
+    return Server(name, process, log, {"grpc": port, "metrics": metrics})
 
 
 def http_ready_at(port: int) -> bool:
@@ -244,6 +273,18 @@ def wait_ready(server: Server, check: Any, timeout: float = 180.0) -> None:
 
 
 # --------------------------------------------------------------------------- clients
+
+
+def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample called `name` in a Prometheus exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [
+        (dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
 
 
 def b64(data: bytes) -> str:

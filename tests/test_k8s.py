@@ -86,7 +86,7 @@ def test_missing_kubectl_skips_locally_and_fails_under_ci():
 
 # --- rendering -----------------------------------------------------------------------------
 
-SHARED_KINDS = {"ConfigMap", "ServiceMonitor", "NetworkPolicy"}
+SHARED_KINDS = {"ConfigMap", "ServiceMonitor", "PrometheusRule", "NetworkPolicy"}
 PER_INSTANCE_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
 
 
@@ -144,7 +144,7 @@ def test_core_resources_pass_strict_validation(kubectl, k8s_validate, tree):
         except k8s_validate.SchemaNotFoundError as exc:
             pytest.fail(exc.message)
         validated.add(doc["kind"])
-    assert validated == SHARED_KINDS - {"ServiceMonitor"} | PER_INSTANCE_KINDS
+    assert validated == SHARED_KINDS - CUSTOM_KINDS | PER_INSTANCE_KINDS
 
 
 def test_strict_validation_rejects_an_unknown_field(kubectl, k8s_validate):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,39 +77,83 @@ def prepare_probe(engine: Engine, probe_dir: str | Path) -> PreparedProbe:
     return prepared
 
 
-def _embed_paths(engine: Engine, paths: list[Path], profile: str, batch_size: int) -> np.ndarray:
-    parts = []
+def probe_paths(prepared: PreparedProbe) -> list[Path]:
+    """The probe's images in its fixed order (samples of an accuracy probe, rows of a bias one)."""
+    probe = prepared.probe
+    if isinstance(probe, AccuracyProbe):
+        return [path for path, _ in probe.samples]
+    return [path for path, _ in probe.rows]
+
+
+def canary_indices(n_images: int, size: int) -> np.ndarray:
+    """A fixed subsample of `size` image indices, evenly spaced (the same at every start)."""
+    if size <= 0 or n_images == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.linspace(0, n_images - 1, min(size, n_images)).round().astype(np.int64))
+
+
+def embed_probe(
+    engine: Engine,
+    prepared: PreparedProbe,
+    profile: str,
+    batch_size: int = 64,
+    indices: np.ndarray | None = None,
+    between_batches: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """Embed the probe's images (or those at `indices`) with a profile, in batches.
+
+    `between_batches` runs after each batch (the canary yields to requests there).
+    """
+    paths = probe_paths(prepared)
+    if indices is not None:
+        paths = [paths[int(i)] for i in indices]
+    parts = [np.zeros((0, engine.embed_dim), dtype=np.float32)]
     for start in range(0, len(paths), batch_size):
         pixels = engine.preprocess([read_image(path) for path in paths[start : start + batch_size]])
         parts.append(engine.embed_pixels(pixels, profile))
+        if between_batches is not None:
+            between_batches()
     return np.concatenate(parts)
 
 
-def run_probe(
-    engine: Engine, probe_dir: str | Path, profile: str | None = None, batch_size: int = 64
-) -> dict[str, Any]:
-    """Score one probe with one profile (None: the default); keys as probe_eval's results."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    name = engine.resolve_profile(profile)
-    prepared = prepare_probe(engine, probe_dir)
+def top1(prepared: PreparedProbe, embeddings: np.ndarray) -> np.ndarray:
+    """Each image's best class (accuracy probe) or query (bias probe): what the canary checks."""
+    return (embeddings @ prepared.texts.T).argmax(1)
+
+
+def score_probe(prepared: PreparedProbe, embeddings: np.ndarray, profile: str) -> dict[str, Any]:
+    """The probe's result from the embeddings of all its images; keys as probe_eval's."""
     probe = prepared.probe
-    if isinstance(probe, AccuracyProbe):
-        paths = [path for path, _ in probe.samples]
-    else:
-        paths = [path for path, _ in probe.rows]
-    embeddings = _embed_paths(engine, paths, name, batch_size)
     scores = embeddings @ prepared.texts.T  # [N, C]
     if isinstance(probe, AccuracyProbe):
         labels = np.array([label for _, label in probe.samples])
         return {
             "probe": probe.name,
             "kind": "accuracy",
-            "profile": name,
+            "profile": profile,
             "n_images": len(labels),
             "accuracy": float(np.mean(scores.argmax(1) == labels)),
             "chance": 1.0 / len(probe.class_names),
         }
     result = skew_table(probe, scores.T, prepared.nulls)
-    result["profile"] = name
+    result["profile"] = profile
     return result
+
+
+def run_probe_embeddings(
+    engine: Engine, probe_dir: str | Path, profile: str | None = None, batch_size: int = 64
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Score one probe with one profile; also return every image's embedding [N, E]."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    name = engine.resolve_profile(profile)
+    prepared = prepare_probe(engine, probe_dir)
+    embeddings = embed_probe(engine, prepared, name, batch_size)
+    return score_probe(prepared, embeddings, name), embeddings
+
+
+def run_probe(
+    engine: Engine, probe_dir: str | Path, profile: str | None = None, batch_size: int = 64
+) -> dict[str, Any]:
+    """Score one probe with one profile (None: the default); keys as probe_eval's results."""
+    return run_probe_embeddings(engine, probe_dir, profile, batch_size)[0]

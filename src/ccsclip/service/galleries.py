@@ -27,6 +27,7 @@ from ccsclip.errors import CcsclipError, UnavailableError
 from ccsclip.service import gallery_schemas as g
 from ccsclip.service import schemas as s
 from ccsclip.service.core import Core, ServiceError, engine_error
+from ccsclip.service.live_bias import observe_search
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,13 @@ class GalleryService:
     def create(self, request: g.GalleryCreateRequest) -> g.GalleryInfo:
         profile = self.core.profile(request.profile)
         try:
-            gallery = self.store.create(request.gallery, profile, request.backend, request.params)
+            gallery = self.store.create(
+                request.gallery,
+                profile,
+                request.backend,
+                request.params,
+                bias_attributes=request.bias_attributes,
+            )
         except CcsclipError as exc:
             raise service_error(exc, "gallery") from None
         log.info("created gallery %r (%s, profile %s)", request.gallery, request.backend, profile)
@@ -213,6 +220,7 @@ class GalleryService:
         except CcsclipError as exc:
             raise service_error(exc, "gallery") from None
         self.core._after()
+        observe_search(self.core, gallery, hits, request.filter)  # issue 19: live bias
         return g.GallerySearchResponse(
             gallery=request.gallery,
             backend=gallery.meta.backend,

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ccsclip.engine.galleries.base import (
+    KEY_PATTERN,
     MAX_ID_CHARS,
     NAME_PATTERN,
     check_filter,
@@ -105,12 +106,20 @@ def _unique_ids(ids: list[str], what: str) -> None:
 # --------------------------------------------------------------------------- requests
 
 
+BiasAttributes = Annotated[
+    list[Annotated[str, StringConstraints(pattern=KEY_PATTERN)]] | None,
+    Field(max_length=8),
+]
+
+
 class GalleryCreateRequest(_Request):
     gallery: LiveGalleryName
     profile: ProfileName | None = None  # the image tower its items are embedded with
     backend: BackendName = "hnsw"
     # hnsw/milvus: connectivity, ef_construction, ef_search; hnsw also dtype ("f32" | "f16")
     params: dict[str, int | str] | None = None
+    # issue 19: metadata keys whose distribution in search results is measured (live_bias.py)
+    bias_attributes: BiasAttributes = None
 
 
 class GalleryItem(_Request):

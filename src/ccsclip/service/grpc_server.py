@@ -45,7 +45,7 @@ from ccsclip.service.endpoints import BY_RPC, ENDPOINTS, Endpoint
 from ccsclip.service.galleries import GalleryService
 from ccsclip.service.gate import GateInterceptor, start_metrics_server
 from ccsclip.service.metrics import get_metrics
-from ccsclip.service.probes import ProbeRunner
+from ccsclip.service.probes import ProbeRunner, probe_options
 from ccsclip.service.proto import CONVERSIONS
 from ccsclip.service.settings import ServiceSettings, get_settings
 from ccsclip.service.tls import credentials_of, health_only_server
@@ -193,8 +193,7 @@ class GrpcServer:
                 self.core.engine,
                 settings.probe_dirs(),
                 self.core.metrics,
-                interval_s=settings.probe_interval_s,
-                batch_size=settings.probe_batch_size,
+                **probe_options(settings),  # issue 19: probe cache and canary
             )
         self.health = health.HealthServicer()
         servicer = Servicer(self.core)

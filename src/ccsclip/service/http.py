@@ -28,18 +28,24 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 from ccsclip.errors import CcsclipError
+from ccsclip.service.batching import http_batching
 from ccsclip.service.core import Core, ServiceError, engine_error
 from ccsclip.service.edge import EdgeMiddleware, set_core
 from ccsclip.service.endpoints import ENDPOINTS, Endpoint
 from ccsclip.service.galleries import GalleryService
 from ccsclip.service.gate import GateMiddleware, observe_http_refusal
 from ccsclip.service.metrics import get_metrics
-from ccsclip.service.probes import RESULTS_FILE, ProbeRunner
+from ccsclip.service.metrics_dir import isolate
+from ccsclip.service.parent_watch import watch_parent
+from ccsclip.service.probes import RESULTS_FILE, ProbeRunner, probe_options
 from ccsclip.service.schemas import Embedding, ImageItems
 from ccsclip.service.settings import get_settings
 from ccsclip.service.tls import bentoml_ssl
 
 log = logging.getLogger(__name__)
+# issue 19: this server's own Prometheus folder (before any metric exists); no orphaned workers
+isolate(bentoml.server_context.worker_index)
+watch_parent(bentoml.server_context.worker_index)
 settings = get_settings()
 
 
@@ -78,8 +84,7 @@ def _probe_runner(core: Core) -> ProbeRunner:
         core.engine,
         settings.probe_dirs(),
         core.metrics,
-        interval_s=settings.probe_interval_s,
-        batch_size=settings.probe_batch_size,
+        **probe_options(settings),  # issue 19: probe cache and canary
         active=worker in (None, 1),
         results_file=Path(shared) / RESULTS_FILE if shared and worker is not None else None,
     )
@@ -118,7 +123,7 @@ class CCSClip:
 
     @bentoml.api(
         route="/v1/embed_images",
-        batchable=settings.http_batching,
+        batchable=http_batching(settings.http_batching),  # issue 19: per provider
         max_batch_size=settings.batch_max_size,
         max_latency_ms=settings.batch_max_latency_ms,
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+MAXSKEW_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 
 
 class Metrics:
@@ -77,6 +78,49 @@ class Metrics:
             ["profile", "probe"],
             registry=reg,
         )
+        self.probe_images = Counter(
+            "ccsclip_probe_images_embedded_total",
+            "Probe images embedded: `full` (a result computed, once per profile and probe file) "
+            "or `canary` (the periodic re-check of a fixed subsample).",
+            ["profile", "probe", "run"],
+            registry=reg,
+        )
+        self.probe_drift = Gauge(
+            "ccsclip_probe_drift_max_abs",
+            "Canary: max |difference| between the subsample's embeddings now and when the stored "
+            "result was computed (0 when the runtime reproduces it).",
+            ["profile", "probe"],
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
+        self.probe_top1_changed = Gauge(
+            "ccsclip_probe_drift_top1_changed",
+            "Canary: subsample images whose best class (or query) differs from the stored one.",
+            ["profile", "probe"],
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
+        # live bias on the traffic (service/live_bias.py)
+        self.live_topk_items = Counter(
+            "ccsclip_live_topk_items_total",
+            "Gallery-search hits per value of a declared bias attribute, by serving profile.",
+            ["profile", "gallery", "attribute", "value"],
+            registry=reg,
+        )
+        self.live_share = Gauge(
+            "ccsclip_live_gallery_share",
+            "Share of a declared bias attribute's value among the gallery's items.",
+            ["gallery", "attribute", "value"],
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
+        self.live_maxskew_hist = Histogram(
+            "ccsclip_live_maxskew",
+            "MaxSkew@k of each gallery search's top k (k = hits returned) for a bias attribute.",
+            ["profile", "gallery", "attribute"],
+            buckets=MAXSKEW_BUCKETS,
+            registry=reg,
+        )
         self.profile_info = Gauge(
             "ccsclip_profile_info",
             "One series per served profile (value 1): ablation mode, heads removed, arm.",
@@ -127,6 +171,22 @@ class Metrics:
 
     def probe_failed(self, profile: str, probe: str) -> None:
         self.probe_failures.labels(profile, probe).inc()
+
+    def live_topk(self, profile: str, gallery: str, attribute: str, value: str, n: int) -> None:
+        self.live_topk_items.labels(profile, gallery, attribute, value).inc(n)
+
+    def live_gallery_share(self, gallery: str, attribute: str, value: str, share: float) -> None:
+        self.live_share.labels(gallery, attribute, value).set(share)
+
+    def live_maxskew(self, profile: str, gallery: str, attribute: str, value: float) -> None:
+        self.live_maxskew_hist.labels(profile, gallery, attribute).observe(value)
+
+    def probe_embedded(self, profile: str, probe: str, run: str, n: int) -> None:
+        self.probe_images.labels(profile, probe, run).inc(n)
+
+    def probe_canary(self, profile: str, probe: str, max_abs: float, top1_changed: int) -> None:
+        self.probe_drift.labels(profile, probe).set(max_abs)
+        self.probe_top1_changed.labels(profile, probe).set(top1_changed)
 
     def probe_succeeded(self, result: Mapping[str, Any], finished_at: float) -> None:
         """Gauges of one successful `run_probe` result (keys as ccsclip.engine.probes)."""

@@ -40,6 +40,11 @@ class ServiceSettings(BaseSettings):
     probes: Annotated[list[Path] | None, NoDecode] = None
     probe_interval_s: float = Field(300.0, ge=0)  # 0: probes run once, at start-up
     probe_batch_size: int = Field(64, ge=1, le=4096)
+    # issue 19: full probe results are stored (keyed by profile and probe hashes) and each
+    # interval only a canary subsample is re-embedded (service/probes.py, probe_cache.py)
+    probe_cache_dir: Path | None = None  # None: $XDG_CACHE_HOME/ccsclip/probe-results
+    probe_canary_size: int = Field(32, ge=0, le=100_000)  # images per probe; 0: no canary
+    probe_canary_batch_size: int = Field(8, ge=1, le=4096)
 
     max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_images_per_request: int = Field(64, ge=1)
@@ -62,7 +67,7 @@ class ServiceSettings(BaseSettings):
     # a request it expects to wait longer is refused with 503 (load shedding); it also scales
     # the dispatcher's initial waits, so a large value makes the first requests slow.
     http_tracing: bool = False  # BentoML's OpenTelemetry spans (they leak memory in 1.4.40)
-    http_batching: bool = True
+    http_batching: bool | None = None  # None: on with CUDA, off on CPU (service/batching.py)
     batch_max_size: int = Field(64, ge=2)
     batch_max_latency_ms: int = Field(1000, ge=1)
 

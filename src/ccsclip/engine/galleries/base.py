@@ -217,6 +217,10 @@ class GalleryBackend(abc.ABC):
         """Backend-specific facts for the gallery info (index parameters, memory)."""
         return {}
 
+    def metadata(self) -> list[Metadata]:
+        """Every item's metadata (live bias counts declared attributes over the gallery)."""
+        raise NotImplementedError(f"the {self.kind} backend does not list its metadata")
+
     def save(self, directory: Path) -> None:
         """Write a snapshot into an (empty, temporary) directory. Embedded backends only."""
         raise NotImplementedError

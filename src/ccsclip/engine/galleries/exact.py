@@ -121,6 +121,9 @@ class ExactBackend(GalleryBackend):
             for r, s in zip(chosen, scores[best], strict=True)
         ]
 
+    def metadata(self) -> list[Metadata]:
+        return list(self._meta)
+
     def info(self) -> dict[str, Any]:
         return {"bytes": int(self.vectors().nbytes)}
 

@@ -201,6 +201,9 @@ class HnswBackend(GalleryBackend):
                 return keys[keep], scores[keep]
             fetch = min(total, 2 * fetch)
 
+    def metadata(self) -> list[Metadata]:
+        return list(self._meta.values())
+
     def info(self) -> dict[str, Any]:
         return {
             "bytes": int(self._index.memory_usage),

@@ -406,6 +406,11 @@ class LocalGallery:
                 "details": self.backend.info(),
             }
 
+    def metadata(self) -> list[Metadata]:
+        with self._lock:
+            self.sync()
+            return self.backend.metadata()
+
     def close(self) -> None:
         self.backend.close()
 

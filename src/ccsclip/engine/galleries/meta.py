@@ -52,13 +52,20 @@ class LiveGalleryMeta(BaseModel):
     profile: GalleryProfile
     embed_dim: int = Field(ge=1)
     bundle_manifest_sha256: str
+    # metadata keys whose distribution in search results is measured (service/live_bias.py)
+    bias_attributes: list[str] = Field(default_factory=list)
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json")
 
 
 def new_meta(
-    engine: EmbeddingModel, name: str, profile: str | None, backend: str, params: dict[str, Any]
+    engine: EmbeddingModel,
+    name: str,
+    profile: str | None,
+    backend: str,
+    params: dict[str, Any],
+    bias_attributes: list[str] | None = None,
 ) -> LiveGalleryMeta:
     """The gallery.json of a new gallery, bound to the engine's model and `profile`."""
     if backend not in BACKENDS:
@@ -75,6 +82,7 @@ def new_meta(
         profile=GalleryProfile(name=resolved, sha256=engine.profile_entry(resolved).sha256),
         embed_dim=engine.embed_dim,
         bundle_manifest_sha256=engine.manifest_sha256,
+        bias_attributes=list(bias_attributes or []),
     )
 
 

@@ -205,6 +205,7 @@ class GalleryStore:
         backend: str = "hnsw",
         params: dict[str, Any] | None = None,
         like: LiveGalleryMeta | None = None,
+        bias_attributes: list[str] | None = None,
     ) -> Gallery:
         """A new gallery bound to `profile` of the engine, or (`like`) to the model and profile
         of another gallery (a copy: no engine needed)."""
@@ -230,7 +231,7 @@ class GalleryStore:
             )
         else:
             assert self.engine is not None, "creating a gallery needs an engine (or `like`)"
-            meta = new_meta(self.engine, name, profile, backend, params)
+            meta = new_meta(self.engine, name, profile, backend, params, bias_attributes)
         if name in self.shipped or name in self.refused:
             raise ConflictError(
                 f"gallery: {name!r} is the name of a gallery shipped read-only "

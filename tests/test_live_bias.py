@@ -1,0 +1,138 @@
+"""Live bias on real traffic, with a real `bentoml serve` (two workers: the series are merged).
+
+Two live galleries hold the same images (the bias probe's, with their `colour` attribute), one
+per profile, both declaring `bias_attributes: ["colour"]`; neutral text searches on each must
+add to per-profile series that match the skew computed here by hand from the hits.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).parent))
+from k8s_helpers import dashboard_metric_names  # noqa: E402
+from service_fixtures import (  # noqa: E402
+    DEFAULT,
+    PRUNED,
+    ApiError,
+    HttpClient,
+    b64,
+    http_ready,
+    make_world,
+    metric_samples,
+    start_http,
+    wait_ready,
+)
+
+from ccsclip.probeset import load_probe  # noqa: E402
+
+QUERIES = ("a photo of a shape", "a picture", "an object", "a photo", "something")
+K = 6
+
+
+def hand_skews(values: list[str], shares: dict[str, float]) -> dict[str, float]:
+    counts = Counter(values)
+    return {v: math.log((n / len(values)) / shares[v]) for v, n in counts.items()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("live-bias"))
+
+
+def test_live_skew_series_per_profile_match_the_hits(world, tmp_path):
+    probe = load_probe(world.world / "bias-shape-colour")
+    rows = list(probe.rows)[:24]
+    colours = [attrs["colour"] for _, attrs in rows]
+    shares = {v: n / len(rows) for v, n in Counter(colours).items()}
+    assert len(shares) >= 2
+    server = start_http(
+        world, tmp_path, workers=2, extra={"CCSCLIP_GALLERY_ROOT": str(tmp_path / "live")}
+    )
+    try:
+        wait_ready(server, http_ready)
+        client = HttpClient(server)
+        galleries = {DEFAULT: "colours-a", PRUNED: "colours-b"}
+        items = [
+            {"id": f"item-{i}", "image": b64(path.read_bytes()), "metadata": attrs}
+            for i, (path, attrs) in enumerate(rows)
+        ]
+        for profile, name in galleries.items():
+            client.post(
+                "/v1/galleries/create",
+                {"gallery": name, "backend": "exact", "profile": profile,
+                 "bias_attributes": ["colour"]},
+            )  # fmt: skip
+            for start in range(0, len(items), 8):
+                client.post(
+                    "/v1/galleries/upsert", {"gallery": name, "items": items[start : start + 8]}
+                )
+        client.post("/v1/galleries/create", {"gallery": "undeclared", "backend": "exact"})
+        client.post("/v1/galleries/upsert", {"gallery": "undeclared", "items": items[:8]})
+        with pytest.raises(ApiError) as bad:  # a declared attribute must be an identifier
+            client.post("/v1/galleries/create", {"gallery": "bad", "bias_attributes": ["a b"]})
+        assert bad.value.status == 400 and "bias_attributes" in bad.value.body["field"]
+
+        expected_counts: dict[tuple[str, str], int] = Counter()
+        maxskews: dict[str, list[float]] = {DEFAULT: [], PRUNED: []}
+        for profile, name in galleries.items():
+            for query in QUERIES:
+                body = {"gallery": name, "text": query, "k": K}
+                hits = client.post("/v1/galleries/search", body)["hits"]
+                values = [hit["metadata"]["colour"] for hit in hits]
+                assert len(values) == K
+                for value in values:
+                    expected_counts[(profile, value)] += 1
+                maxskews[profile].append(max(hand_skews(values, shares).values()))
+            # a search filtered on the attribute asks for it on purpose: not counted
+            client.post(
+                "/v1/galleries/search",
+                {"gallery": name, "text": "a photo", "k": K, "filter": {"colour": colours[0]}},
+            )
+        client.post("/v1/galleries/search", {"gallery": "undeclared", "text": "a photo", "k": 3})
+
+        text = client.metrics()
+        scraped = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+        live_series = dashboard_metric_names(live_bias=True) - dashboard_metric_names()
+        assert live_series and live_series <= scraped, sorted(live_series - scraped)
+        got_counts = {
+            (labels["profile"], labels["value"]): value
+            for labels, value in metric_samples(text, "ccsclip_live_topk_items_total")
+            if labels["attribute"] == "colour" and value
+        }
+        assert got_counts == dict(expected_counts)
+        assert {labels["gallery"] for labels, _ in metric_samples(
+            text, "ccsclip_live_topk_items_total")} == set(galleries.values())  # fmt: skip
+        got_shares = {
+            labels["value"]: value
+            for labels, value in metric_samples(text, "ccsclip_live_gallery_share")
+            if labels["gallery"] == "colours-a"
+        }
+        assert got_shares == pytest.approx(shares)
+        for profile in galleries:
+            labels = {"profile": profile, "gallery": galleries[profile], "attribute": "colour"}
+            sums = [
+                v for lab, v in metric_samples(text, "ccsclip_live_maxskew_sum") if lab == labels
+            ]
+            counts = [
+                v for lab, v in metric_samples(text, "ccsclip_live_maxskew_count") if lab == labels
+            ]
+            assert counts == [len(QUERIES)]
+            assert sums == [pytest.approx(sum(maxskews[profile]), abs=1e-9)]
+            # the pooled Skew@k per value, as the recording rule computes it from the series
+            total = sum(n for (p, _), n in got_counts.items() if p == profile)
+            for (p, value), n in got_counts.items():
+                if p == profile:
+                    pooled = math.log((n / total) / got_shares[value])
+                    hand = math.log((expected_counts[(p, value)] / total) / shares[value])
+                    assert pooled == pytest.approx(hand)
+        client.close()
+    finally:
+        server.stop()
+        assert server.survivors == []
