@@ -86,9 +86,10 @@ def start_grpc_only(world: World, root: Path, extra: dict[str, str]) -> Server:
 
 
 class GalleryHttp(HttpClient):
-    def create(self, gallery, backend=None, profile=None, params=None):
+    def create(self, gallery, backend=None, profile=None, params=None, bias_attributes=None):
         body: dict[str, Any] = {"gallery": gallery}
-        for key, value in (("backend", backend), ("profile", profile), ("params", params)):
+        pairs = (("backend", backend), ("profile", profile), ("params", params))
+        for key, value in (*pairs, ("bias_attributes", bias_attributes)):
             if value is not None:
                 body[key] = value
         return self.post("/v1/galleries/create", body)
@@ -137,8 +138,9 @@ class GalleryGrpc(GrpcClient):
         out.update(data)
         return out
 
-    def create(self, gallery, backend=None, profile=None, params=None):
+    def create(self, gallery, backend=None, profile=None, params=None, bias_attributes=None):
         request = self.pb.CreateGalleryRequest(gallery=gallery)
+        request.bias_attributes.extend(bias_attributes or [])
         if backend is not None:
             request.backend = backend
         if profile is not None:

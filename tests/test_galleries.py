@@ -171,9 +171,10 @@ def fresh(client, name: str, backend: str, **kw: Any) -> str:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_create_upsert_search_delete_drop(client, backend, items, reference):
-    name = fresh(client, "crud", backend)
+    name = fresh(client, "crud", backend, bias_attributes=["shape"])
     info = client.info(name)
     assert (info["backend"], info["profile"], int(info["count"])) == (backend, DEFAULT, 0)
+    assert info["bias_attributes"] == ["shape"]  # declared at create, on both transports
     assert info.get("last_write_at") in (None, 0, 0.0)
     answer = upsert_all(client, name, items[:16])
     assert (int(answer["changed"]), int(answer["count"])) == (8, 16)

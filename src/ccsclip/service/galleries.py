@@ -118,6 +118,7 @@ class GalleryService:
             count=facts["count"],
             created_at=meta.created_at,
             last_write_at=facts["last_write_at"],
+            bias_attributes=list(meta.bias_attributes),
             details={
                 **{k: v for k, v in facts.items() if k in ("seq", "generation") and v is not None},
                 **facts.get("details", {}),

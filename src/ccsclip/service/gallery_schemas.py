@@ -185,6 +185,7 @@ class GalleryInfo(_Response):
     created_at: float
     last_write_at: float | None = None  # unix time of the last write (None: never written)
     details: dict[str, Any] = Field(default_factory=dict)  # backend facts (memory, uri)
+    bias_attributes: list[str] = Field(default_factory=list)  # declared at create (live bias)
 
 
 class GalleryListResponse(_Response):

@@ -171,6 +171,7 @@ def create_in(m: pb.CreateGalleryRequest) -> dict[str, Any]:
         **_opt(m, "profile"),
         **_opt(m, "backend"),
         **_struct_in(m, "params"),
+        **({"bias_attributes": list(m.bias_attributes)} if m.bias_attributes else {}),
     }
 
 
@@ -206,6 +207,7 @@ def info_out(r: g.GalleryInfo) -> pb.GalleryInfoResponse:
         count=r.count,
         created_at=r.created_at,
         details=_struct(r.details),
+        bias_attributes=r.bias_attributes,
     )
     if r.last_write_at is not None:
         message.last_write_at = r.last_write_at

@@ -250,16 +250,18 @@ class GetProbeResultsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[ProbeResult, _Mapping]]] = ..., interval_s: _Optional[float] = ..., runs: _Optional[int] = ...) -> None: ...
 
 class CreateGalleryRequest(_message.Message):
-    __slots__ = ("gallery", "profile", "backend", "params")
+    __slots__ = ("gallery", "profile", "backend", "params", "bias_attributes")
     GALLERY_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    BIAS_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     gallery: str
     profile: str
     backend: str
     params: _struct_pb2.Struct
-    def __init__(self, gallery: _Optional[str] = ..., profile: _Optional[str] = ..., backend: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    bias_attributes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, gallery: _Optional[str] = ..., profile: _Optional[str] = ..., backend: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., bias_attributes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GalleryItem(_message.Message):
     __slots__ = ("id", "image", "metadata")
@@ -320,7 +322,7 @@ class GalleryInfoRequest(_message.Message):
     def __init__(self, gallery: _Optional[str] = ...) -> None: ...
 
 class GalleryInfoResponse(_message.Message):
-    __slots__ = ("gallery", "backend", "profile", "profile_sha256", "model", "params", "count", "created_at", "last_write_at", "details")
+    __slots__ = ("gallery", "backend", "profile", "profile_sha256", "model", "params", "count", "created_at", "last_write_at", "details", "bias_attributes")
     GALLERY_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
@@ -331,6 +333,7 @@ class GalleryInfoResponse(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_WRITE_AT_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
+    BIAS_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     gallery: str
     backend: str
     profile: str
@@ -341,7 +344,8 @@ class GalleryInfoResponse(_message.Message):
     created_at: float
     last_write_at: float
     details: _struct_pb2.Struct
-    def __init__(self, gallery: _Optional[str] = ..., backend: _Optional[str] = ..., profile: _Optional[str] = ..., profile_sha256: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., count: _Optional[int] = ..., created_at: _Optional[float] = ..., last_write_at: _Optional[float] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    bias_attributes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, gallery: _Optional[str] = ..., backend: _Optional[str] = ..., profile: _Optional[str] = ..., profile_sha256: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., count: _Optional[int] = ..., created_at: _Optional[float] = ..., last_write_at: _Optional[float] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., bias_attributes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListGalleriesRequest(_message.Message):
     __slots__ = ()
