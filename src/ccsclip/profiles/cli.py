@@ -224,6 +224,8 @@ def register(app: typer.Typer) -> None:
     app.command()(rank)
     app.command()(profiles)
     app.command()(evaluate)
+    from ccsclip.profiles.attribute.cli import attribute
     from ccsclip.profiles.search_cli import search
 
     app.command()(search)
+    app.command()(attribute)
