@@ -162,3 +162,11 @@ def test_search_says_plainly_it_cannot_remove_the_mlp_carried_skew(searched_mlp)
     assert "head pruning cannot remove most of this bias" in output
     assert "MLPs carry" in result["attribution"]["verdict"]
     assert not result["significant"]
+
+
+def test_plant_cli_refuses_a_bad_carrier_with_a_clear_message(tmp_path):
+    args = ["organism", "plant", "--out", str(tmp_path), "--carrier", "L5H7:pink:0.1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "colour 'pink'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "ccsclip-organism.safetensors").exists()
