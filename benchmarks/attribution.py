@@ -38,7 +38,8 @@ def main() -> None:
     parser.add_argument("--attribute", default="colour")
     parser.add_argument("--means", type=Path, required=True)
     parser.add_argument("--bootstrap", type=int, default=200)
-    parser.add_argument("--ablations", type=int, default=5, help="true ablations to time")
+    parser.add_argument("--ablations", type=int, default=6, help="true ablations to time")
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     args = parser.parse_args()
 
     loaded = load_model(args.model, args.pretrained)
@@ -48,9 +49,21 @@ def main() -> None:
     probe = load_probe(args.probe)
     images = load_image_tensor([path for path, _ in probe.rows], loaded.preprocess)
     cells, texts = context["cells"], data.texts
+    heads = [(layer, head) for layer in range(loaded.spec.layers) for head in range(2)]
+    ablation_times = []
 
+    def ablate(head) -> None:
+        start = time.perf_counter()
+        with ablated(loaded.model, Ablation.of([head], "mean", means)):
+            embeddings = encode_images(loaded.model, images)
+        point_estimate(embeddings.double().unsqueeze(1), texts, cells)
+        ablation_times.append(time.perf_counter() - start)
+
+    half = args.ablations // 2  # half before and half after: a changing load hits both alike
+    for head in heads[:half]:
+        ablate(head)
     start = time.perf_counter()
-    parts = compute_parts(loaded.model, images, means)
+    parts = compute_parts(loaded.model, images, means, dtype=getattr(torch, args.dtype))
     decompose_s = time.perf_counter() - start
     start = time.perf_counter()
     point_estimate(parts.terms, texts, cells)
@@ -60,20 +73,15 @@ def main() -> None:
     bootstrap_s = time.perf_counter() - start
     attribution_s = decompose_s + gaps_s + bootstrap_s
 
-    heads = [(layer, head) for layer in range(loaded.spec.layers) for head in range(2)]
-    ablation_times = []
-    for head in heads[: args.ablations]:
-        start = time.perf_counter()
-        with ablated(loaded.model, Ablation.of([head], "mean", means)):
-            embeddings = encode_images(loaded.model, images)
-        point_estimate(embeddings.double().unsqueeze(1), texts, cells)
-        ablation_times.append(time.perf_counter() - start)
+    for head in heads[half : args.ablations]:
+        ablate(head)
     ablation_s = sum(ablation_times) / len(ablation_times)
     n_components = len(parts.names) - 3  # heads and MLPs: the ones an ablation could remove
     report = {
         "images": images.shape[0],
         "components": n_components,
         "bootstrap": args.bootstrap,
+        "dtype": args.dtype,
         "attribution_s": round(attribution_s, 2),
         "decompose_s": round(decompose_s, 2),
         "gaps_s": round(gaps_s, 3),

@@ -24,7 +24,7 @@ from ccsclip.profiles.attribute.run import AttributionOptions, attribute
 from ccsclip.profiles.search_data import Part, ProbeData
 
 PREFIX = "attribution:"
-_HEADS_REACH = 0.5  # below this share of the gaps, heads are not where the bias lives
+_HEADS_REACH = 0.5  # heads carrying less than half of the gaps: pruning cannot remove most
 
 
 def attribution_request(candidates: Sequence[str]) -> int | None:
@@ -83,7 +83,7 @@ def reach(loaded: LoadedModel, options: Any) -> dict[str, Any]:
     components.sort(key=lambda c: -c["share"]["value"])
     heads = [c["name"] for c in components if c["kind"] == "head"]
     head, mlp = by_kind["head"], by_kind["mlp"]
-    if head["high"] < _HEADS_REACH and mlp["value"] > head["value"]:
+    if head["value"] < _HEADS_REACH and mlp["value"] > head["value"]:
         verdict = (
             f"head pruning cannot remove most of this bias: MLPs carry {_fmt(mlp)} of the "
             f"{options.attribute} gaps and heads only {_fmt(head)} (search part)"
@@ -99,7 +99,7 @@ def reach(loaded: LoadedModel, options: Any) -> dict[str, Any]:
         "top_components": components[:10],
         "head_order": heads,
         "verdict": verdict,
-        "heads_reach": head["high"] >= _HEADS_REACH,
+        "heads_reach": head["value"] >= _HEADS_REACH,
     }
 
 
