@@ -8,7 +8,7 @@ over the attributed images), scaled by the image's own frozen factor s(x):
 
     part_c(x)   = term_c(x) - s(x) * G(mu_c)        (G: centre, x gamma, @ proj)
     constant(x) = biases(x) + sum_c s(x) * G(mu_c)  (varies only through s(x))
-    remainder   = true embedding - sum of all terms (float error; the decomposition is exact)
+    remainder   = embedding - sum of all terms (float error; the decomposition is exact)
 
 so the parts sum to the true embedding, and (to first order, scales frozen) mean-ablating c
 removes exactly part_c. What a component does through later layers is in those layers' parts.
@@ -20,7 +20,6 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ccsclip.heads.decompose import decompose
@@ -86,7 +85,7 @@ def _batch(visual: nn.Module, images: torch.Tensor, n_layers: int):
         dec.terms[f"L{lay}.attn.bias"] for lay in range(n_layers)
     )
     columns.append(biases)
-    truth = F.normalize(visual(images), dim=-1)
+    truth = dec.embedding  # the tower's own forward (ln_post, proj, normalise) in this dtype
     columns.append(truth - dec.total())
     return torch.stack(columns, dim=1), scale, truth
 
