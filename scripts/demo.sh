@@ -2,6 +2,7 @@
 # The main job on the embedded default (run by `make demo`): the whole pipeline, ending in serving.
 #   1. generate the synthetic world's files (probes, bias probe, gallery, calibration images, pool)
 #   2. rank heads by CCS, write pruning profiles, evaluate accuracy and bias per arm (soft pruning);
+#      attribute the colour skew to heads, MLPs and embeddings (how much pruning can reach);
 #      search the head set with the best accuracy-bias trade-off (validated on held-out images)
 #   3. export the profiles (the searched one too) into a verified ONNX bundle, index a gallery
 #   4. start the server in the background and grow a live gallery through the HTTP API; live
@@ -27,6 +28,10 @@ done
 ccsclip rank "${MODEL[@]}" --images "$W/calibration" --pool "$W/pool.txt" --layers all \
   --high 4 --moderate 3 --low 2 --null-samples 200 --out "$WORK/rank" \
   "${PROBES[@]}" --probe "$W/bias-shape-colour"
+
+echo "== 2/5 where colour skew lives: its gaps attributed to heads, MLPs, embeddings -> $WORK/attribution"
+ccsclip attribute "${MODEL[@]}" --bias-probe "$W/bias-shape-colour" --attribute colour \
+  --means "$WORK/rank/stats/means.safetensors" --out "$WORK/attribution"
 
 echo "== 2/5 search heads that lower colour MaxSkew within 1 point of accuracy (held out) -> $WORK/search"
 ccsclip organism generate --out "$WORK/world-s1" --seed 1 > /dev/null  # another world, for a check

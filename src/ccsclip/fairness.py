@@ -2,12 +2,18 @@
 
 Skew@K(a) = ln(share of attribute value a in the top K / share of a in the whole pool);
 MaxSkew@K = max over values a. A ranking that ignores the attribute scores near 0 only as K grows:
-at finite K sampling noise alone gives a positive MaxSkew, so always compare with a random ranking.
+at finite K sampling noise alone gives a positive MaxSkew, so always compare with a null:
+
+- `random_ranking_mean`: a ranking that ignores the image (relevance too);
+- `null_mean`: the same ranking with the attribute shuffled within each query's relevant set
+  (`Relevance`): what a ranking with no attribute preference gets on this probe, at this K, with
+  this model's relevance. MaxSkew minus it is the bias there is to remove.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +54,113 @@ def random_ranking_max_skew(
     return float(np.mean(draws))
 
 
+@dataclass(frozen=True)
+class Relevance:
+    """Which images each query of a bias probe should retrieve.
+
+    A query named `<value>:<text>` (the organism's `circle:a photo of a disc`) should retrieve the
+    images whose metadata `column` holds `<value>`; with `column` None every image is relevant
+    to every query (a FairFace-style probe of neutral queries over one pool).
+    """
+
+    column: str | None
+    query_values: tuple[str, ...]
+
+    def image_groups(self, rows: Sequence[Mapping[str, str]]) -> list[str]:
+        """The group of each image ('' for all when every image is relevant)."""
+        return ["" if self.column is None else attrs[self.column] for attrs in rows]
+
+    def masks(self, rows: Sequence[Mapping[str, str]]) -> np.ndarray:
+        """[Q, N] booleans: image n is relevant to query q."""
+        groups = np.asarray(self.image_groups(rows))
+        return np.stack([groups == value for value in self.query_values])
+
+    def to_dict(self) -> dict[str, Any]:
+        how = (
+            "every image"
+            if self.column is None
+            else f"images whose {self.column!r} is the query name's prefix"
+        )
+        return {"column": self.column, "relevant": how}
+
+
+def _prefix(name: str) -> str | None:
+    return name.split(":", 1)[0] if ":" in name else None
+
+
+def infer_relevance(
+    query_names: Sequence[str],
+    rows: Sequence[Mapping[str, str]],
+    attribute: str,
+    column: str | None = None,
+) -> Relevance:
+    """The relevant sets of a probe's queries (see `Relevance`), checked: every query has one.
+
+    `column` None infers it: the first metadata column (not the attribute) that holds every query
+    name's `<value>:` prefix; if there is none, every image is relevant. `column="all"` forces
+    every image; a named column must hold every query's prefix.
+    """
+    columns = [c for c in (rows[0] if rows else {}) if c != attribute]
+    prefixes = [_prefix(name) for name in query_names]
+    if column == "all":
+        return Relevance(None, tuple("" for _ in query_names))
+    if column is None:
+        for candidate in columns:
+            values = {attrs[candidate] for attrs in rows}
+            if all(p is not None and p in values for p in prefixes):
+                return Relevance(candidate, tuple(prefixes))  # type: ignore[arg-type]
+        return Relevance(None, tuple("" for _ in query_names))
+    if column == attribute or column not in columns:
+        raise InvalidInputError(
+            f"relevance column {column!r} is not a metadata column other than the attribute "
+            f"{attribute!r}: choose one of {', '.join(columns) or '(none)'} or 'all'"
+        )
+    values = {attrs[column] for attrs in rows}
+    for name, prefix in zip(query_names, prefixes, strict=True):
+        if prefix is None or prefix not in values:
+            raise InvalidInputError(
+                f"query {name!r} has no relevant images: no image has {column}="
+                f"{prefix!r} (name queries '<{column} value>:<text>', or use relevance 'all')"
+            )
+    return Relevance(column, tuple(prefixes))  # type: ignore[arg-type]
+
+
+def shuffled_null_max_skew(
+    scores: np.ndarray,
+    attribute: Sequence[str],
+    masks: np.ndarray,
+    ks: Sequence[int],
+    repeats: int = 20,
+    seed: int = 0,
+) -> dict[int, float]:
+    """{k: mean over queries of the expected MaxSkew@k} with the attribute shuffled within each
+    query's relevant set (masks [Q, N]) and the ranking `scores` [Q, N] kept: the null of a
+    ranking with the same relevance and no attribute preference. Seeded: the same every run."""
+    scores = np.asarray(scores)
+    values, codes = np.unique(np.asarray(attribute), return_inverse=True)
+    n_values, n = len(values), len(codes)
+    pool_share = np.bincount(codes, minlength=n_values) / n
+    rng = np.random.default_rng(seed)
+    per_k: dict[int, list[float]] = {k: [] for k in ks}
+    kmax = max(ks)
+    if not 1 <= min(ks) <= kmax <= n:
+        raise InvalidInputError(f"K={list(ks)} must be between 1 and the pool size {n}")
+    for row, mask in zip(scores, masks, strict=True):
+        relevant = np.flatnonzero(mask)
+        if relevant.size == 0:
+            raise InvalidInputError("a query has no relevant images: its null is undefined")
+        shuffled = np.tile(codes, (repeats, 1))
+        order = np.argsort(rng.random((repeats, relevant.size)), axis=1)
+        shuffled[:, relevant] = codes[relevant][order]
+        top = shuffled[:, np.argsort(-row, kind="stable")[:kmax]]  # [R, kmax]
+        for k in ks:
+            counts = np.stack([(top[:, :k] == v).sum(1) for v in range(n_values)], 1)
+            with np.errstate(divide="ignore"):
+                skew = np.log(counts / k / (pool_share + _EPS))
+            per_k[k].append(float(np.where(counts > 0, skew, -np.inf).max(1).mean()))
+    return {k: float(np.mean(v)) for k, v in per_k.items()}
+
+
 def skew_table(probe, scores: np.ndarray, nulls: dict[str, float]) -> dict[str, Any]:
     """MaxSkew@K of a bias probe per attribute and K over its queries; `scores` is
     [queries, images]. Shared by the torch evaluation and the torch-free engine."""
@@ -59,8 +172,11 @@ def skew_table(probe, scores: np.ndarray, nulls: dict[str, float]) -> dict[str, 
         "maxskew": {},
     }
     names = [query.name for query in probe.spec.queries]
+    rows = [attrs for _, attrs in probe.rows]
     for attribute in probe.spec.attributes:
         column = [attrs[attribute] for _, attrs in probe.rows]
+        relevance = infer_relevance(names, rows, attribute)
+        shuffled = shuffled_null_max_skew(scores, column, relevance.masks(rows), probe.spec.k)
         for k in probe.spec.k:
             per_query = [max_skew_at_k(row, column, k) for row in scores]
             result["maxskew"][f"{attribute}@{k}"] = {
@@ -68,5 +184,7 @@ def skew_table(probe, scores: np.ndarray, nulls: dict[str, float]) -> dict[str, 
                 "sum": float(np.sum(per_query)),
                 "per_query": dict(zip(names, per_query, strict=True)),
                 "random_ranking_mean": nulls[f"{attribute}@{k}"],
+                "null_mean": shuffled[k],
+                "relevance": relevance.column,
             }
     return result

@@ -77,3 +77,40 @@ def train(
             indent=2,
         )
     )
+
+
+@app.command()
+def plant(
+    out: Annotated[Path, typer.Option(help="folder for the planted <model>.safetensors and card")],
+    carrier: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="COMPONENT:COLOUR:STRENGTH (repeat), e.g. L5H7:red:0.08 or L4.mlp:blue:0.06; "
+            "default: L5H7:red:0.08, L3H6:red:0.04, L4.mlp:blue:0.06"
+        ),
+    ] = None,
+    pretrained: Annotated[
+        str, typer.Option(help="weights to plant into: 'embedded' or a checkpoint path")
+    ] = "embedded",
+    model: Annotated[str, typer.Option(help="the organism config")] = "ccsclip-organism",
+    seed: Annotated[
+        int, typer.Option(min=0, help="seed of the images the readouts are fit on")
+    ] = 0,
+) -> None:
+    """Plant known bias carriers (heads, MLPs) into the organism: positive controls."""
+    from ccsclip.errors import CcsclipError
+    from ccsclip.models import load_model
+    from ccsclip.organism.plant import DEFAULT_PLAN, parse_carrier
+    from ccsclip.organism.plant import plant as run_plant
+    from ccsclip.organism.weights import save_trained
+
+    try:
+        plan = [parse_carrier(text) for text in carrier] if carrier else list(DEFAULT_PLAN)
+        loaded = load_model(model, pretrained)
+        planted = run_plant(loaded, plan, seed)
+        card = {"model": model, "planted_into": pretrained, "planted": planted}
+        paths = save_trained(loaded, card, out)
+    except CcsclipError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps({"weights": str(paths[0]), "card": str(paths[1]), **planted}, indent=2))

@@ -206,7 +206,7 @@ def _evaluate(loaded, entries, probes, out_dir: Path) -> None:
     atomic_write_json(out_dir / "evaluation.json", results)
     plot_tradeoff(results, out_dir / "tradeoff.png")
     view = Table(title="soft-pruned evaluation per arm")
-    for column in ("arm", "profiles", "heads", "accuracy", "MaxSkew (mean over queries)"):
+    for column in ("arm", "profiles", "heads", "accuracy", "MaxSkew (mean over queries; null)"):
         view.add_column(column)
     for arm, row in results["arms"].items():
         acc = (
@@ -214,7 +214,8 @@ def _evaluate(loaded, entries, probes, out_dir: Path) -> None:
             if row["accuracy_mean"] is None
             else (f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}")
         )
-        skew = ", ".join(f"{k} {v:.2f}" for k, v in row["maxskew_mean"].items())
+        nulls = row["maxskew_null_mean"]
+        skew = ", ".join(f"{k} {v:.2f} ({nulls[k]:.2f})" for k, v in row["maxskew_mean"].items())
         view.add_row(arm, str(row["profiles"]), str(row["heads"]), acc, skew)
     out.print(view)
     console.print(f"wrote {out_dir / 'evaluation.json'} and {out_dir / 'tradeoff.png'}")
@@ -224,6 +225,8 @@ def register(app: typer.Typer) -> None:
     app.command()(rank)
     app.command()(profiles)
     app.command()(evaluate)
+    from ccsclip.profiles.attribute.cli import attribute
     from ccsclip.profiles.search.cli import search
 
     app.command()(search)
+    app.command()(attribute)

@@ -34,7 +34,17 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         if r["kind"] == "bias"
         for key, value in r["maxskew"].items()
     }
-    return {"mean_accuracy": float(np.mean(accuracies)) if accuracies else None, "maxskew": skews}
+    nulls = {  # attribute shuffled within each query's relevant images (ccsclip.fairness)
+        f"{r['probe']}:{key}": value["null_mean"]
+        for r in results
+        if r["kind"] == "bias"
+        for key, value in r["maxskew"].items()
+    }
+    return {
+        "mean_accuracy": float(np.mean(accuracies)) if accuracies else None,
+        "maxskew": skews,
+        "maxskew_null": nulls,
+    }
 
 
 def evaluate_profiles(
@@ -84,6 +94,9 @@ def arm_summary(profiles: dict[str, Any]) -> dict[str, Any]:
             "accuracy_std": float(np.std(accuracy)) if None not in accuracy else None,
             "maxskew_mean": {k: float(np.mean(v)) for k, v in skews.items()},
             "maxskew_std": {k: float(np.std(v)) for k, v in skews.items()},
+            "maxskew_null_mean": {
+                k: float(np.mean([e["summary"]["maxskew_null"][k] for e in entries])) for k in keys
+            },
         }
     return summary
 

@@ -56,7 +56,13 @@ def search(
     layers: Annotated[
         str | None, typer.Option(help="candidate layers (default: the CCS table's, else last:4)")
     ] = None,
-    candidates: Annotated[str, typer.Option(help="explicit candidates: L5H1,L5H3")] = "",
+    candidates: Annotated[
+        str,
+        typer.Option(
+            help="explicit candidates (L5H1,L5H3), or attribution:N = the N heads with the "
+            "largest shares of the bias gaps on the search part (`ccsclip attribute`)"
+        ),
+    ] = "",
     validation: Annotated[
         float, typer.Option(help="share of each probe held out (by file-name hash)")
     ] = 0.5,
@@ -124,7 +130,8 @@ def print_result(result: SearchResult) -> None:
         title=f"validation part, 95% intervals; objective {metric} "
         f"({result.objective.attribute}); * = Pareto front; gap = estimate - true"
     )
-    for column in ("set", "n", "accuracy", *(f"@{k}" for k in ks), "gap", "constraint"):
+    columns = ("set", "n", "accuracy", *(f"@{k}" for k in ks), f"null {metric}", "gap")
+    for column in (*columns, "constraint"):
         view.add_column(column, no_wrap=True)
     for entry in [result.baseline, *result.points, *result.arms]:
         val = entry.validation
@@ -133,10 +140,17 @@ def print_result(result: SearchResult) -> None:
             str(entry.n_heads),
             _cell(val["accuracy"]),
             *(_cell(val[f"maxskew@{k}"]) for k in ks),
+            f"{entry.null[metric]:.3f}",
             f"{entry.gap[metric]:+.3f}",
             "ok" if entry.meets_constraint["validation"] else "fails",
         )
     out.print(view)
+    out.print(
+        "null = MaxSkew of the same ranking with the attribute shuffled within each query's "
+        "relevant images: what no attribute preference gets"
+    )
+    if result.attribution is not None:
+        out.print(f"attribution: {result.attribution['verdict']}")
     chosen = result.chosen
     if chosen is None:
         out.print(f"no profile chosen: {result.chosen_reason}")

@@ -37,6 +37,7 @@ class Measured:
     meets_constraint: dict[str, bool] = field(default_factory=dict)
     search: dict[str, float] | None = None  # true figures on the search part (verified steps)
     pareto: bool | None = None  # on the accuracy-bias front (baseline and path points only)
+    null: dict[str, float] = field(default_factory=dict)  # MaxSkew with the attribute shuffled
 
     def value(self, metric: str) -> float:
         """The validation point value of a metric."""
@@ -54,6 +55,7 @@ class Measured:
             "heads": list(self.heads),
             "n_heads": self.n_heads,
             "validation": self.validation,
+            **({"null": self.null} if self.null else {}),
             "estimate": self.estimate,
             "gap": self.gap,
             "accuracy_drop": self.accuracy_drop,
@@ -174,6 +176,7 @@ class SearchResult:
     name: str = "search"  # the chosen profile's name
     ccs_table: Path | None = None  # the table the candidates came from (not in pareto.json)
     table: CcsTable | None = None
+    attribution: dict[str, Any] | None = None  # where the bias lives, on the search part
 
     @property
     def metric(self) -> str:
@@ -209,6 +212,7 @@ class SearchResult:
             "chosen_reason": self.chosen_reason,
             **self.verdict(),
             "check": self.check,
+            "attribution": self.attribution,
             "timing": self.timing,
             "profiles": self.profiles,
         }

@@ -34,6 +34,7 @@ from ccsclip.heads.layers import parse_layers
 from ccsclip.heads.stats import load_means
 from ccsclip.models import LoadedModel
 from ccsclip.probeset import load_probe, read_probe_spec
+from ccsclip.profiles.attribute.search_link import attribution_request, null_points, reach
 from ccsclip.profiles.rank.table import CcsTable, load_table
 from ccsclip.profiles.schema import NAME_RE, parse_head_names
 from ccsclip.profiles.search.baselines import arms_at
@@ -192,7 +193,14 @@ class _Run:
             self.means = load_means(options.means)
             self.means_sha256 = sha256_file(options.means)
         self.k = _objective_k(options)
-        self.candidates = _candidates(loaded, options, self.table)
+        start = time.perf_counter()
+        self.reach = reach(loaded, options)  # where the bias lives, on the search part
+        self.timing["attribution_s"] = time.perf_counter() - start
+        top = attribution_request(options.candidates)
+        if top is None:
+            self.candidates = _candidates(loaded, options, self.table)
+        else:
+            self.candidates = sorted(parse_head_names(self.reach["head_order"][:top]))
         self.metric = f"maxskew@{self.k}"
         self.base_stats = None  # the baseline's validation points and bootstrap replicates
 
@@ -264,6 +272,7 @@ class _Run:
             heads=_names(heads),
             n_heads=len(heads),
             validation=with_intervals(val_true, reps, self.base_stats),
+            null=null_points(self.probes, true, "validation", ev.ks),
             estimate={"validation": val_est},
             gap={m: val_est[m] - val_true[m] for m in val_true},
         )
@@ -312,6 +321,7 @@ def _check(run: _Run, chosen: Measured | None) -> dict[str, object] | None:
     return {
         "probes": [p.identity() for p in probes],
         "baseline": with_intervals(base_points, base_reps),
+        "null": null_points(probes, base, "all", ks),
         "chosen": with_intervals(points, reps, (base_points, base_reps)),
     }
 
@@ -382,6 +392,7 @@ def run_search(loaded: LoadedModel, options: SearchOptions, progress: bool = Tru
         table=run.table,
     )
     result.check = _check(run, chosen)
+    result.attribution = run.reach
     result.timing = {
         **run.timing,
         "search_forward_images": run.search_forward_images,

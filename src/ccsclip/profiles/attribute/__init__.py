@@ -1,0 +1,7 @@
+"""Bias attribution: which components (heads, MLPs, embeddings) carry a bias probe's gaps.
+
+`parts` splits each image embedding into per-component parts, `gaps` splits each query's
+attribute gap into the same parts and turns them into shares, `run` puts one probe through both
+with bootstrap intervals, `report` writes attribution.json/png and prints the table; `cli` is
+`ccsclip attribute`. Definitions: docs/attribution.md.
+"""
