@@ -72,10 +72,20 @@ def model_args() -> tuple[str, str | None]:
     return ("ccsclip-organism", "embedded") if organism_weights_exist() else ("ccsclip-tiny", None)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free localhost port, never one this process handed out before: the kernel may give a
+    just-closed port again, and two servers (or two published container ports) then clash."""
+    for _ in range(1000):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no free localhost port that was not handed out already")
 
 
 # --------------------------------------------------------------------------- files
