@@ -22,8 +22,11 @@ setup: $(STAMP)
 demo: setup
 	WORK=$(WORK) PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
 
+# Two test processes by default (pytest-xdist; a file's tests stay in one process, so module
+# fixtures such as servers and the image are built once): PYTEST_WORKERS=0 runs in this process.
+PYTEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
