@@ -76,8 +76,9 @@ def plot_attribution(result: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("share of the gaps")
     other = sum(result["by_kind"][k]["value"] for k in ("embed", "constant", "remainder"))
     ax.set_title(
-        f"where {result['attribute']} gaps live on {result['probe']['name']} "
-        f"(embed + constant + remainder: {other:+.3f})"
+        f"where {result['attribute']} gaps live on {result['probe']['name']}\n"
+        f"(embed + constant + remainder: {other:+.3f})",
+        fontsize=10,
     )
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
