@@ -71,3 +71,27 @@ def small_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
     generate_all(root, seed=0, n_per_class=6, n_per_cell=3, n_gallery=24, n_calibration=64)
     return root
+
+
+# The organism and its ablation means on the small world: one per test module (tests ablate in
+# place inside context managers; a module's own copy keeps that local).
+@pytest.fixture(scope="module")
+def organism():
+    from ccsclip.models import load_model
+
+    return load_model("ccsclip-organism", "embedded")
+
+
+@pytest.fixture(scope="module")
+def means_file(organism, small_world, tmp_path_factory):
+    """Ablation means of every layer from the small world's calibration images."""
+    from ccsclip.heads.collect import collect_statistics
+    from ccsclip.heads.stats import save_statistics
+
+    out = tmp_path_factory.mktemp("stats")
+    layers = tuple(range(organism.spec.layers))
+    moments, means, meta = collect_statistics(
+        organism, small_world / "calibration", layers, 64, progress=False
+    )
+    save_statistics(out, moments, means, meta)
+    return out / "means.safetensors"

@@ -25,27 +25,6 @@ BIAS = "bias-shape-colour"
 
 
 @pytest.fixture(scope="module")
-def organism():
-    from ccsclip.models import load_model
-
-    return load_model("ccsclip-organism", "embedded")
-
-
-@pytest.fixture(scope="module")
-def means_file(organism, small_world, tmp_path_factory) -> Path:
-    from ccsclip.heads.collect import collect_statistics
-    from ccsclip.heads.stats import save_statistics
-
-    out = tmp_path_factory.mktemp("stats")
-    layers = tuple(range(organism.spec.layers))
-    moments, means, meta = collect_statistics(
-        organism, small_world / "calibration", layers, 64, progress=False
-    )
-    save_statistics(out, moments, means, meta)
-    return out / "means.safetensors"
-
-
-@pytest.fixture(scope="module")
 def attributed(organism, small_world, means_file):
     options = AttributionOptions(
         bias_probe=small_world / BIAS, attribute="colour", means=means_file, replicates=40

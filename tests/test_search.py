@@ -28,28 +28,6 @@ ACCURACY = ("shape", "colour", "size")
 
 
 @pytest.fixture(scope="module")
-def organism():
-    from ccsclip.models import load_model
-
-    return load_model("ccsclip-organism", "embedded")
-
-
-@pytest.fixture(scope="module")
-def means_file(organism, small_world, tmp_path_factory) -> Path:
-    """Ablation means of every layer from the small world's calibration images."""
-    from ccsclip.heads.collect import collect_statistics
-    from ccsclip.heads.stats import save_statistics
-
-    out = tmp_path_factory.mktemp("stats")
-    layers = tuple(range(organism.spec.layers))
-    moments, means, meta = collect_statistics(
-        organism, small_world / "calibration", layers, 64, progress=False
-    )
-    save_statistics(out, moments, means, meta)
-    return out / "means.safetensors"
-
-
-@pytest.fixture(scope="module")
 def calibration(organism, small_world) -> torch.Tensor:
     from ccsclip.images import list_images
     from ccsclip.profiles.probe_eval import load_image_tensor
