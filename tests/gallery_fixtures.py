@@ -11,6 +11,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,11 @@ from service_fixtures import (  # noqa: E402
     World,
     b64,
     free_port,
+    grpc_ready,
+    http_ready,
     start_grpc,
     start_http,
+    wait_ready,
 )
 
 
@@ -79,6 +84,22 @@ class _EnvWorld:
 def start_servers(world: World, root: Path, extra: dict[str, str]) -> tuple[Server, Server]:
     wrapped: Any = _EnvWorld(world, extra)
     return start_http(wrapped, root), start_grpc(wrapped, root)
+
+
+@contextmanager
+def running_gallery_servers(
+    world: World, root: Path, milvus_uri: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """HTTP (2 workers) and gRPC servers on one gallery folder `root/store`, ready; stopped
+    (whole process trees) on exit."""
+    http, grpc_server = start_servers(world, root, gallery_env(root / "store", milvus_uri))
+    try:
+        wait_ready(http, http_ready)
+        wait_ready(grpc_server, grpc_ready)
+        yield {"http": http, "grpc": grpc_server, "store": root / "store"}
+    finally:
+        for server in (http, grpc_server):
+            server.stop()
 
 
 def start_grpc_only(world: World, root: Path, extra: dict[str, str]) -> Server:

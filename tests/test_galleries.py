@@ -25,9 +25,9 @@ from gallery_fixtures import (  # noqa: E402
     GalleryGrpc,
     GalleryHttp,
     gallery_env,
+    running_gallery_servers,
     start_grpc_only,
     start_milvus,
-    start_servers,
 )
 from service_fixtures import (  # noqa: E402
     DEFAULT,
@@ -35,7 +35,6 @@ from service_fixtures import (  # noqa: E402
     PRUNED,
     ApiError,
     grpc_ready,
-    http_ready,
     make_world,
     wait_ready,
 )
@@ -65,15 +64,8 @@ def milvus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(world, milvus, tmp_path_factory):
-    root = tmp_path_factory.mktemp("gallery-servers")
-    http, grpc_server = start_servers(world, root, gallery_env(root / "store", milvus))
-    try:
-        wait_ready(http, http_ready)
-        wait_ready(grpc_server, grpc_ready)
-        yield {"http": http, "grpc": grpc_server, "store": root / "store"}
-    finally:
-        for server in (http, grpc_server):
-            server.stop()
+    with running_gallery_servers(world, tmp_path_factory.mktemp("gallery-servers"), milvus) as up:
+        yield up
 
 
 @pytest.fixture(scope="module")

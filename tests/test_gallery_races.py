@@ -22,13 +22,10 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gallery_fixtures import GalleryGrpc, GalleryHttp, gallery_env, start_servers  # noqa: E402
+from gallery_fixtures import GalleryGrpc, GalleryHttp, running_gallery_servers  # noqa: E402
 from service_fixtures import (  # noqa: E402
     ApiError,
-    grpc_ready,
-    http_ready,
     make_world,
-    wait_ready,
 )
 
 pytestmark = pytest.mark.slow
@@ -59,15 +56,8 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(world, tmp_path_factory):
-    root = tmp_path_factory.mktemp("race-servers")
-    http, grpc_server = start_servers(world, root, gallery_env(root / "store", None))
-    try:
-        wait_ready(http, http_ready)
-        wait_ready(grpc_server, grpc_ready)
-        yield {"http": http, "grpc": grpc_server, "store": root / "store"}
-    finally:
-        for server in (http, grpc_server):
-            server.stop()
+    with running_gallery_servers(world, tmp_path_factory.mktemp("race-servers")) as servers:
+        yield servers
 
 
 @pytest.fixture(scope="module")
