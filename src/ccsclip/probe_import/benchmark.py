@@ -9,6 +9,7 @@ downloads.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,11 @@ def _build(dataset: str, root: Path, split: str) -> Any:
             "(ccsclip never downloads a dataset)"
         )
     try:
-        return builder.build_dataset(
-            dataset, root=str(root), transform=None, split=split, download=False
-        )
+        with warnings.catch_warnings():  # the builder leaves webdataset's shard order unset
+            warnings.filterwarnings("ignore", message=r"WebDataset\(shardshuffle")
+            return builder.build_dataset(
+                dataset, root=str(root), transform=None, split=split, download=False
+            )
     except ValueError as exc:
         if "Unsupported dataset" in str(exc):
             raise NotFoundError(
