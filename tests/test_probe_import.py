@@ -12,12 +12,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import shlex
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.main import get_command
 from typer.testing import CliRunner
 
 from ccsclip.cli import app
@@ -402,3 +406,47 @@ def test_existing_output_is_not_replaced_without_overwrite(small_world, tmp_path
     assert code == 2 and "--overwrite" in output
     assert list(out.iterdir()) == []
     _imported("folder", str(tree), "--out", str(out), "--overwrite")
+
+
+# --------------------------------------------------------------------------- the paper's page
+
+
+def _code_blocks(page: Path) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S)
+
+
+def _ccsclip_calls(block: str) -> list[list[str]]:
+    """Each `ccsclip ...` (or `-m ccsclip.cli ...`) command of a bash block, as its words."""
+    calls = []
+    for line in block.replace("\\\n", " ").splitlines():
+        words = shlex.split(line.split(" #", 1)[0].strip().rstrip(";"))
+        for start, word in enumerate(words):
+            if word in ("ccsclip", "ccsclip.cli"):
+                calls.append(words[start + 1 :])
+                break
+    return calls
+
+
+def test_reproduce_paper_page_uses_existing_commands_and_flags():
+    """docs/reproduce-paper.md cannot run here (no weights), so check what can be: valid bash,
+    every sub-command exists, every flag is one of that command's options."""
+    root = get_command(app)
+    blocks = _code_blocks(Path(__file__).parents[1] / "docs" / "reproduce-paper.md")
+    calls = [c for b in blocks for c in _ccsclip_calls(b)]
+    assert len(calls) >= 12  # the probes, rank, stats, profiles, evaluate, search
+    for block in blocks:
+        checked = subprocess.run(["bash", "-n"], input=block, capture_output=True, text=True)
+        assert checked.returncode == 0, (block, checked.stderr)
+    seen = set()
+    for words in calls:
+        command, path = root, []
+        while hasattr(command, "commands") and words and words[0] in command.commands:
+            path.append(words[0])
+            command = command.commands[words.pop(0)]
+        assert not hasattr(command, "commands"), f"ccsclip {' '.join(path)}: not a command"
+        options = {o for p in command.params for o in p.opts}
+        flags = [w.split("=", 1)[0] for w in words if w.startswith("-")]
+        unknown = [f for f in flags if f not in options]
+        assert not unknown, f"ccsclip {' '.join(path)}: no option(s) {unknown}"
+        seen.add(" ".join(path))
+    assert {"probe import benchmark", "probe import table", "rank", "search"} <= seen

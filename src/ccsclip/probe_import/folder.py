@@ -92,7 +92,7 @@ def folder_draft(
     if classes_file is not None:
         classes = _mapping(folders, read_class_names(classes_file, dataset), classes_file)
     elif lists is not None:
-        names = lists.names_from_folders(folders)
+        names = lists.class_names_for(folders)
         classes = [ProbeClassDraft(folder=f, name=n) for f, n in zip(folders, names, strict=True)]
     else:
         classes = [ProbeClassDraft(folder=f, name=f.replace("_", " ")) for f in folders]

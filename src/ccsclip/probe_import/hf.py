@@ -95,14 +95,16 @@ def _class_list(
     """Class names and each row's class index."""
     feature = ds.features[label_column]
     values = ds[label_column]
-    given: list[str] | None = None
+    label_names = list(feature.names) if hasattr(feature, "names") else None  # a ClassLabel
+    given: list[str] | None = label_names
     if classes_file is not None:
         given = list(read_class_names(classes_file, dataset).names)
     elif dataset is not None:
         lists = dataset_lists(dataset)
-        given = list(lists.class_names) if lists.class_names is not None else None
-    if given is None and hasattr(feature, "names"):
-        given = list(feature.names)
+        if label_names is not None:
+            given = lists.class_names_for(label_names)
+        elif lists.class_names is not None:
+            given = list(lists.class_names)
     if all(isinstance(v, int) for v in values):
         if given is None:
             raise InvalidInputError(

@@ -62,8 +62,8 @@ class DatasetLists:
     templates: tuple[str, ...]
     class_names: tuple[str, ...] | None
 
-    def names_from_folders(self, folders: list[str]) -> list[str]:
-        """Class names of an ImageFolder tree of this dataset, in sorted-folder order.
+    def class_names_for(self, folders: list[str]) -> list[str]:
+        """Class names for this dataset's classes known by folder (or label) names, in order.
 
         With a clip-benchmark list, folder i (sorted, as torchvision's ImageFolder numbers
         them) is class i; without one the names come from the folders, as clip-benchmark does.
