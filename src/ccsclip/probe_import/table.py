@@ -103,6 +103,13 @@ def _rows(
         rel = row[file_column]
         path = images / rel
         label = f"{table}:{line_no} ({rel})"
+        if Path(rel).is_absolute():
+            if not path.resolve().is_relative_to(images.resolve()):
+                raise InvalidInputError(
+                    f"{label}: an absolute path outside --images {str(images)!r}; point --images "
+                    "at a folder that holds every image"
+                )
+            rel = path.resolve().relative_to(images.resolve()).as_posix()
         if not path.is_file():
             raise NotFoundError(f"{label}: image {str(path)!r} does not exist; check --images")
         yield path, rel, {a: row[a] for a in attributes}, label
