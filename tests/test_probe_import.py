@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -74,6 +75,23 @@ def _wds_dataset(world: Path, root: Path) -> Path:
                     info = tarfile.TarInfo(key + suffix)
                     info.size = len(data)
                     shard.addfile(info, io.BytesIO(data))
+    return root
+
+
+def _food101(world: Path, root: Path) -> Path:
+    """torchvision's Food-101 layout: food-101/meta/test.json and food-101/images/<class>/*.jpg."""
+    meta = {}
+    for _, files in _world_classes(world, "position"):
+        folder = files[0].parent.name  # top_left: clip-benchmark names the class "top left"
+        (root / "food-101" / "images" / folder).mkdir(parents=True)
+        meta[folder] = []
+        for path in files:
+            Image.open(path).convert("RGB").save(
+                root / "food-101/images" / folder / f"{path.stem}.jpg"
+            )
+            meta[folder].append(f"{folder}/{path.stem}")
+    (root / "food-101" / "meta").mkdir()
+    (root / "food-101" / "meta" / "test.json").write_text(json.dumps(meta))
     return root
 
 
@@ -153,6 +171,10 @@ def imported(small_world, tmp_path_factory) -> dict[str, Path]:
     probes["torchvision"] = _imported(
         "benchmark", "fer2013", "--root", str(src / "fer"), "--out", str(out / "fer")
     )
+    food = _food101(small_world, src / "food101")
+    probes["food101"] = _imported(
+        "benchmark", "food101", "--root", str(food), "--out", str(out / "food101")
+    )
     probes["hf"] = _imported(
         "hf",
         str(_hf_dataset(small_world, src / "hf")),
@@ -200,6 +222,26 @@ def test_builders_read_webdataset_shards_and_torchvision_layouts(imported, small
     assert per_class == [len(f) for _, f in _world_classes(small_world, "colour")]
     fer = load_probe(imported["torchvision"]).spec
     assert [c.name for c in fer.classes][:3] == ["angry", "disgusted", "fearful"]  # by index
+    food = load_probe(imported["food101"])
+    assert [c.name for c in food.spec.classes] == sorted(
+        n for n, _ in _world_classes(small_world, "position")
+    )  # torchvision's sorted folders, with clip-benchmark's "_" -> " "
+    assert "a photo of {}, a type of food." in food.spec.templates
+    assert len(food.samples) == sum(len(f) for _, f in _world_classes(small_world, "position"))
+
+
+def test_named_dataset_with_a_class_list_maps_sorted_folders(small_world, tmp_path):
+    tree = _class_tree(small_world, "position", tmp_path / "tree")
+    _refused(tmp_path, "folder", str(tree), "--dataset", "fer2013", message="has 7 classes")
+    for extra in ("neutral", "sad", "surprised"):
+        shutil.copytree(tree / "top_left", tree / extra)
+    spec = load_probe(
+        _imported("folder", str(tree), "--dataset", "fer2013", "--out", str(tmp_path / "p"))
+    ).spec
+    assert [(c.folder, c.name) for c in spec.classes][:2] == [
+        ("bottom_left", "angry"),
+        ("bottom_right", "disgusted"),
+    ]
 
 
 def test_saved_datasets_keep_class_label_names(imported, small_world):
@@ -253,7 +295,7 @@ def test_parquet_table_and_hf_attributes_make_the_same_kind_of_probe(small_world
 
 
 def test_imported_probes_are_accepted_by_rank_evaluate_and_search(imported, small_world, tmp_path):
-    accuracy = [imported[k] for k in ("folder", "cifar10", "wds", "torchvision", "hf")]
+    accuracy = [imported[k] for k in ("folder", "cifar10", "wds", "torchvision", "food101", "hf")]
     probe_args = [a for p in [*accuracy, imported["fairface"]] for a in ("--probe", str(p))]
     rank = CliRunner().invoke(
         app,
