@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from ccsclip.errors import CcsclipError
+from ccsclip.probe_import.write import Imported
+from ccsclip.probeset import AccuracyProbeSpec
 
 import_app = typer.Typer(
     help="Write a sealed probe from a class-folder tree, clip-benchmark's dataset builders, a "
@@ -45,20 +47,19 @@ KOpt = Annotated[
 ]
 
 
-def _run(write: Callable[[], object], out: Path) -> None:
+def _run(write: Callable[[], Imported]) -> None:
     """Bad input: one line and exit 2 (also under CliRunner); success: what was written."""
-    from ccsclip.probeset import AccuracyProbe
-
     try:
-        probe = write()
+        done = write()
     except CcsclipError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    if isinstance(probe, AccuracyProbe):
-        detail = f"{len(probe.spec.classes)} classes, {len(probe.samples)} images"
+    spec = done.spec
+    if isinstance(spec, AccuracyProbeSpec):
+        detail = f"{len(spec.classes)} classes, {done.images} images"
     else:
-        detail = f"{len(probe.rows)} images, {len(probe.spec.queries)} queries"
-    typer.echo(f"sealed {probe.name} ({probe.spec.kind}, {detail}) -> {out}")
+        detail = f"{done.images} images, {len(spec.queries)} queries"
+    typer.echo(f"sealed {spec.name} ({spec.kind}, {detail}) -> {done.path}")
 
 
 @import_app.command("folder")
@@ -75,7 +76,7 @@ def import_folder(
     from ccsclip.probe_import.folder import folder_draft
     from ccsclip.probe_import.write import probe_name, write_accuracy
 
-    def write() -> object:
+    def write() -> Imported:
         draft = folder_draft(
             root,
             probe_name(out, name),
@@ -85,7 +86,7 @@ def import_folder(
         )
         return write_accuracy(draft, out, overwrite=overwrite)
 
-    _run(write, out)
+    _run(write)
 
 
 @import_app.command("benchmark")
@@ -103,7 +104,7 @@ def import_benchmark(
     from ccsclip.probe_import.benchmark import benchmark_draft
     from ccsclip.probe_import.write import probe_name, write_accuracy
 
-    def write() -> object:
+    def write() -> Imported:
         draft = benchmark_draft(
             dataset,
             root,
@@ -114,7 +115,7 @@ def import_benchmark(
         )
         return write_accuracy(draft, out, overwrite=overwrite)
 
-    _run(write, out)
+    _run(write)
 
 
 @import_app.command("table")
@@ -139,7 +140,7 @@ def import_table(
     from ccsclip.probe_import.table import table_draft
     from ccsclip.probe_import.write import probe_name, write_bias
 
-    def write() -> object:
+    def write() -> Imported:
         draft = table_draft(
             table,
             probe_name(out, name),
@@ -153,7 +154,7 @@ def import_table(
         )
         return write_bias(draft, out, overwrite=overwrite)
 
-    _run(write, out)
+    _run(write)
 
 
 @import_app.command("hf")
@@ -179,7 +180,7 @@ def import_hf(
     from ccsclip.probe_import.hf import hf_accuracy_draft, hf_bias_draft
     from ccsclip.probe_import.write import probe_name, write_accuracy, write_bias
 
-    def write() -> object:
+    def write() -> Imported:
         if (label_column is None) == (not attribute):
             raise InvalidInputError(
                 "give either --label-column (an accuracy probe) or --attribute with --queries "
@@ -209,4 +210,4 @@ def import_hf(
         )
         return write_bias(bias, out, overwrite=overwrite)
 
-    _run(write, out)
+    _run(write)

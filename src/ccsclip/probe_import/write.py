@@ -8,10 +8,9 @@ published is exactly what `ccsclip probe seal` would write and `load_probe` acce
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -22,7 +21,8 @@ from ccsclip.fileio import atomic_directory
 from ccsclip.probe_import.payload import ImageSource, image_bytes
 from ccsclip.probeset import (
     PROBE_SCHEMA,
-    Probe,
+    AccuracyProbeSpec,
+    BiasProbeSpec,
     RelPath,
     load_probe,
     parse_probe_spec,
@@ -69,6 +69,15 @@ class BiasDraft:
     k: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Imported:
+    """What an import published: where, its validated spec, and how many images it holds."""
+
+    path: Path
+    spec: AccuracyProbeSpec | BiasProbeSpec
+    images: int
+
+
 def class_folder(index: int, name: str) -> str:
     """A safe, unique, ordered folder for a class known only by name (builders, `datasets`)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:60]
@@ -87,7 +96,7 @@ def _check_spec(spec: dict[str, object]) -> None:
     parse_probe_spec({**spec, "content_sha256": "0" * 64}, "the imported probe")
 
 
-def write_accuracy(draft: AccuracyDraft, out: Path, *, overwrite: bool = False) -> Probe:
+def write_accuracy(draft: AccuracyDraft, out: Path, *, overwrite: bool = False) -> Imported:
     """Write, seal and check an accuracy probe at `out` (ImageFolder layout, images: .)."""
     _prepare(out, overwrite)
     spec = {
@@ -125,16 +134,8 @@ def write_accuracy(draft: AccuracyDraft, out: Path, *, overwrite: bool = False) 
                 "the class names file"
             )
         write_probe_yaml(tmp, spec)
-        load_probe(tmp)  # publish only what the loader accepts
-    return load_probe(out)
-
-
-def _csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+        probe = load_probe(tmp)  # publish only what the loader accepts
+    return Imported(out, probe.spec, len(probe.samples))
 
 
 _REL_PATH: TypeAdapter[str] = TypeAdapter(RelPath)  # the probe schema's own path rule
@@ -153,7 +154,7 @@ def _with_suffix(path: PurePosixPath, suffix: str) -> PurePosixPath:
     return path if path.suffix.lower() in same else path.with_suffix(suffix)
 
 
-def write_bias(draft: BiasDraft, out: Path, *, overwrite: bool = False) -> Probe:
+def write_bias(draft: BiasDraft, out: Path, *, overwrite: bool = False) -> Imported:
     """Write, seal and check a bias probe: images/, metadata.csv (file + attributes), probe.yaml."""
     _prepare(out, overwrite)
     base_spec = {
@@ -191,10 +192,13 @@ def write_bias(draft: BiasDraft, out: Path, *, overwrite: bool = False) -> Probe
         too_big = [v for v in k if v > len(table)]
         if too_big:
             raise InvalidInputError(f"--k {too_big} exceed the pool size {len(table)}")
-        (tmp / "metadata.csv").write_text(_csv_text(["file", *draft.attributes], table), "utf-8")
+        with open(tmp / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["file", *draft.attributes])
+            writer.writerows(table)
         write_probe_yaml(tmp, {**base_spec, "k": sorted(set(k))})
-        load_probe(tmp)
-    return load_probe(out)
+        probe = load_probe(tmp)
+    return Imported(out, probe.spec, len(probe.rows))
 
 
 def probe_name(out: Path, name: str | None) -> str:
