@@ -391,6 +391,28 @@ def test_unreadable_image_is_refused(small_world, tmp_path):
     _refused(tmp_path, "folder", str(tree), message=f"cannot read image {bad}")
 
 
+def test_unreadable_shard_entry_and_missing_table_image_are_refused(small_world, tmp_path):
+    wds = _wds_dataset(small_world, tmp_path / "wds")
+    with tarfile.open(wds / "test" / "0.tar", "a") as shard:
+        for suffix, data in ((".png", b"\x89PNG\r\n\x1a\nnot really"), (".cls", b"0")):
+            info = tarfile.TarInfo("zz-broken" + suffix)
+            info.size = len(data)
+            shard.addfile(info, io.BytesIO(data))
+    _refused(tmp_path, "benchmark", "wds/colour", "--root", str(wds), message="cannot read image")
+    table = _fairface(small_world, tmp_path / "ff")
+    (tmp_path / "ff" / "val" / "b00007.png").unlink()
+    _refused(
+        tmp_path,
+        "table",
+        str(table),
+        "--attribute",
+        "race",
+        "--queries",
+        "occupations",
+        message="val/b00007.png' does not exist",
+    )
+
+
 def test_unknown_dataset_name_is_refused(small_world, tmp_path):
     tree = _class_tree(small_world, "size", tmp_path / "tree")
     _refused(tmp_path, "folder", str(tree), "--dataset", "cifar11", message="unknown dataset name")

@@ -127,9 +127,10 @@ def _class_list(
 def _accuracy_items(
     ds: Any, column: str, labels: list[int], source: str
 ) -> Iterator[tuple[int, ImageSource, str | None, str]]:
-    for row, (value, target) in enumerate(zip(ds[column], labels, strict=True)):
+    rows = ds.select_columns([column])  # row by row: never the whole image column in memory
+    for row, (record, target) in enumerate(zip(rows, labels, strict=True)):
         label = f"{source} row {row}"
-        yield target, _image(value, label), None, label
+        yield target, _image(record[column], label), None, label
 
 
 def hf_accuracy_draft(
@@ -162,9 +163,9 @@ def hf_accuracy_draft(
 def _bias_rows(
     ds: Any, column: str, values: dict[str, list[str]], source: str
 ) -> Iterator[tuple[ImageSource, str, dict[str, str], str]]:
-    for row, value in enumerate(ds[column]):
+    for row, record in enumerate(ds.select_columns([column])):
         label = f"{source} row {row}"
-        image = _image(value, label)
+        image = _image(record[column], label)
         yield image, f"{row:06d}.png", {a: v[row] for a, v in values.items()}, label
 
 
