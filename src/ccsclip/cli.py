@@ -106,7 +106,8 @@ def heads(
 
 
 probe_app = typer.Typer(
-    help="Probe folders (docs/design.md §7): seal a hand-made probe, check one.",
+    help="Probe folders (docs/design.md §7): import one from a dataset, seal a hand-made one, "
+    "check one.",
     no_args_is_help=True,
 )
 
@@ -147,6 +148,7 @@ def _mount_subcommands() -> None:
     from ccsclip.engine.cli import register as register_engine
     from ccsclip.export.cli import register as register_export
     from ccsclip.organism.cli import app as organism_app
+    from ccsclip.probe_import.cli import import_app
     from ccsclip.profiles.cli import register as register_profiles
     from ccsclip.service.cli import register as register_service
 
@@ -155,6 +157,7 @@ def _mount_subcommands() -> None:
     register_export(app)
     register_service(app)
     app.add_typer(organism_app, name="organism")
+    probe_app.add_typer(import_app, name="import")
     app.add_typer(probe_app, name="probe")
 
 
