@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -136,3 +137,96 @@ def test_live_skew_series_per_profile_match_the_hits(world, tmp_path):
     finally:
         server.stop()
         assert server.survivors == []
+
+
+# --------------------------------------------------------------------------- per-value counts
+
+
+def _counts_meta(name: str, backend: str):
+    from ccsclip.engine.galleries.meta import GalleryModel, GalleryProfile, LiveGalleryMeta
+
+    return LiveGalleryMeta(
+        name=name,
+        uid=f"{name}-uid",
+        created_at=0.0,
+        backend=backend,
+        params={},
+        model=GalleryModel(name="m", weights_sha256="w"),
+        profile=GalleryProfile(name="p", sha256="s"),
+        embed_dim=8,
+        bundle_manifest_sha256="b",
+        bias_attributes=["colour", "big"],
+    )
+
+
+def _recount(gallery) -> dict[str, dict[str, int]]:
+    from ccsclip.engine.galleries.counts import ValueCounts
+
+    metadata = [m for _, _, batch in gallery.items() for m in batch]
+    return ValueCounts.of(["colour", "big"], metadata).to_dict()
+
+
+def _write_and_check(gallery, reopen) -> None:
+    """Upserts (new ids, replaced ids with other values, an item without the attribute),
+    deletes: the kept counts equal a recount after each step, and after reopening."""
+    rng = np.random.default_rng(0)
+    colours = ["red", "green", "blue"]
+
+    def vectors(n: int) -> np.ndarray:
+        v = rng.standard_normal((n, 8)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    ids = [f"i{i}" for i in range(30)]
+    metadata = [{"colour": colours[i % 3], "big": i % 4 == 0} for i in range(30)]
+    metadata[5] = {"shape": "disc"}  # no declared attribute: counted as `none`
+    gallery.upsert(ids, vectors(30), metadata)
+    assert gallery.value_counts() == _recount(gallery)
+    assert gallery.value_counts()["colour"] == {"blue": 9, "green": 10, "none": 1, "red": 10}
+    # replace ten ids with other values, and add two
+    replaced = [f"i{i}" for i in range(10)] + ["j0", "j1"]
+    gallery.upsert(replaced, vectors(12), [{"colour": "red", "big": False}] * 12)
+    assert gallery.value_counts() == _recount(gallery)
+    gallery.delete(["i12", "i13", "i14", "nope"])
+    counts = gallery.value_counts()
+    assert counts == _recount(gallery)
+    assert sum(counts["colour"].values()) == 29 and counts["colour"]["red"] == 17
+    again = reopen()
+    assert again.value_counts() == counts
+
+
+@pytest.mark.parametrize("backend", ["exact", "hnsw"])
+def test_embedded_galleries_keep_per_value_counts(tmp_path, backend):
+    from ccsclip.engine.galleries.local import LocalGallery, create_local
+
+    meta = _counts_meta("counted", backend)
+    create_local(tmp_path, meta)
+    gallery = LocalGallery(tmp_path / "counted", meta, compact_bytes=4096)
+    reader = LocalGallery(tmp_path / "counted", meta)  # another process's view: follows the log
+    _write_and_check(gallery, lambda: LocalGallery(tmp_path / "counted", meta))
+    assert reader.value_counts() == gallery.value_counts()
+    gallery.compact()
+    assert LocalGallery(tmp_path / "counted", meta).value_counts() == gallery.value_counts()
+
+
+def test_milvus_galleries_keep_per_value_counts_in_their_record(tmp_path):
+    from gallery_fixtures import start_milvus
+
+    from ccsclip.engine.galleries.milvus import MilvusConnection, MilvusGallery
+    from ccsclip.service.proctree import stop_tree
+
+    process, uri = start_milvus(tmp_path)
+    try:
+        conn = MilvusConnection(uri)
+        meta = _counts_meta("counted", "milvus")
+        conn.create(meta)
+        gallery = MilvusGallery(conn, meta)
+        _write_and_check(gallery, lambda: MilvusGallery(MilvusConnection(uri), meta))
+        assert conn.record("counted")["value_counts"] == gallery.value_counts()
+        # a record written before counts were kept is recounted once, then stored
+        record = conn.record("counted")
+        conn.put_record("counted", {k: v for k, v in record.items() if k != "value_counts"})
+        assert gallery.value_counts() == _recount(gallery)
+        assert "value_counts" in conn.record("counted")
+        conn.reset()
+    finally:
+        stop_tree(process.pid)
