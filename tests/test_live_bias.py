@@ -341,10 +341,15 @@ def test_live_bias_on_a_milvus_gallery_over_grpc(world, tmp_path):
         client = GalleryGrpc(server)
         client.create("colours-m", backend="milvus", bias_attributes=["colour"])
         items = [(f"m{i}", path.read_bytes(), attrs) for i, (path, attrs) in enumerate(rows)]
-        client.upsert("colours-m", items[:10])
-        client.upsert("colours-m", items[8:])  # two replaced, six new
+        # m6 and m7 are written again with another colour (a replace moves their counts)
+        recoloured = [(i, img, {**a, "colour": colours[0]}) for i, img, a in items[6:8]]
+        for batch in (items[:8], recoloured + items[8:12], items[12:]):
+            client.upsert("colours-m", batch)
         client.delete("colours-m", ["m0"])
-        live = colours[1:]
+        kept = {i: a["colour"] for i, _, a in items[1:]} | {
+            i: a["colour"] for i, _, a in recoloured
+        }
+        live = list(kept.values())
         shares = {v: n / len(live) for v, n in Counter(live).items()}
         null = hand_null(list(Counter(live).values()), 4)
         excess = []
