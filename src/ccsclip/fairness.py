@@ -20,7 +20,6 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -90,48 +89,46 @@ def exact_expected_max_skew(counts: Sequence[int], k: int) -> float:
     MaxSkew@k = ln(R * N / k) with R = max_v c_v / n_v (c_v: drawn items of value v; values not
     drawn never win). P(R <= r) = P(c_v <= floor(r n_v) for every v) is the coefficient of x^k
     in prod_v sum_{c <= floor(r n_v)} C(n_v, c) x^c over C(N, k) (multivariate hypergeometric),
-    evaluated at every value r can take; coefficients are scaled by N^-c to stay in range.
+    evaluated at every value r can take; x is rescaled so the coefficients stay in range.
     """
-    n_v = np.asarray(_check_counts(counts, k), dtype=np.int64)
-    total = int(n_v.sum())
+    kept = _check_counts(counts, k)
+    total = sum(kept)
     c = np.arange(k + 1)
-    # log C(n, c) - c log N for c <= min(k, n) (-inf where c > n)
-    lgam = np.vectorize(math.lgamma)
-    weights = []
-    for n in n_v:
-        with np.errstate(invalid="ignore"):
-            logw = np.full(k + 1, -np.inf)
-            ok = c <= n
-            logw[ok] = (
-                math.lgamma(n + 1)
-                - lgam(c[ok] + 1.0)
-                - lgam(n - c[ok] + 1.0)
-                - c[ok] * math.log(total)
-            )
-        weights.append(np.exp(logw))
+    log_c = np.log(np.maximum(c, 1))
+    # C(N, k) / N^k, in logs; the weights below are scaled so that it becomes 1 (in range)
     log_norm = (
         math.lgamma(total + 1)
         - math.lgamma(k + 1)
         - math.lgamma(total - k + 1)
         - k * math.log(total)
     )
-    # every value R can take, as exact fractions c / n (c = 1..min(k, n))
-    ratios = sorted({Fraction(j, int(n)) for n in n_v for j in range(1, min(k, int(n)) + 1)})
-    bounds = np.array(
-        [[(r.numerator * int(n)) // r.denominator for n in n_v] for r in ratios], dtype=np.int64
-    )  # [T, V]: floor(r n_v)
-    acc = np.zeros((len(ratios), k + 1))
+    weights = []
+    for n in kept:  # C(n, c) / N^c / (C(N, k) / N^k)^(c / k) for c = 0..k (0 where c > n)
+        steps = np.zeros(k + 1)
+        ok = (c >= 1) & (c <= n)
+        steps[ok] = np.log(n - c[ok] + 1.0) - log_c[ok] - math.log(total) - log_norm / k
+        weights.append(np.where(c <= n, np.exp(np.cumsum(steps)), 0.0))
+    # every value R can take, j / n (j = 1..min(k, n)), sorted; equal fractions kept once (by
+    # cross-multiplication, exact: floats order distinct ones right while k * n < 2^50)
+    num = np.concatenate([np.arange(1, min(k, n) + 1) for n in kept]).astype(np.int64)
+    den = np.concatenate([np.full(min(k, n), n) for n in kept]).astype(np.int64)
+    order = np.argsort(num / den, kind="stable")
+    num, den = num[order], den[order]
+    distinct = np.ones(len(num), dtype=bool)
+    distinct[1:] = num[1:] * den[:-1] != num[:-1] * den[1:]
+    num, den = num[distinct], den[distinct]
+    bounds = (num[:, None] * np.asarray(kept, dtype=np.int64)[None, :]) // den[:, None]  # [T, V]
+    acc = np.zeros((len(num), k + 1))
     acc[:, 0] = 1.0
-    for v, w in enumerate(weights):
+    for v, w in enumerate(weights):  # truncated product of polynomials, all thresholds at once
         poly = np.where(c[None, :] <= bounds[:, v : v + 1], w[None, :], 0.0)  # [T, k+1]
-        nxt = np.zeros_like(acc)
-        for j in range(k + 1):  # truncated convolution, all thresholds at once
-            nxt[:, j:] += poly[:, j : j + 1] * acc[:, : k + 1 - j]
-        acc = nxt
-    cdf = np.minimum(acc[:, k] / math.exp(log_norm), 1.0)
+        padded = np.concatenate([np.zeros((len(num), k)), acc], axis=1)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, k + 1, axis=1)
+        acc = np.einsum("tmi,ti->tm", windows, poly[:, ::-1])  # sum_c poly[c] acc[m - c]
+    cdf = np.minimum(acc[:, k], 1.0)
     cdf[-1] = 1.0  # R <= its largest possible value surely
     mass = np.diff(cdf, prepend=0.0)
-    skew = np.log(np.array([float(r) for r in ratios]) * total / k)
+    skew = np.log(num / den * total / k)
     return float(np.sum(mass * skew))
 
 
