@@ -184,3 +184,29 @@ def test_shadow_sampling_over_grpc(world, tmp_path):
     finally:
         server.stop()
         assert server.survivors == []
+
+
+def test_a_failing_shadow_run_is_counted_and_never_raises():
+    """The shadow run raises (here: the baseline embedding fails): the request's call returns,
+    the outcome is `failed`, no figure is recorded; at rate 0 every request is `skipped`."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from ccsclip.service.metrics import Metrics
+    from ccsclip.service.shadow import ShadowSampler
+
+    def broken(profile: str, pixels: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the baseline session is gone")
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    pixels, served = np.zeros((3, 3, 4, 4), np.float32), np.ones((3, 8), np.float32)
+    failing = ShadowSampler(broken, DEFAULT, 1.0, metrics)
+    failing.observe(PRUNED, pixels, served)
+    failing.observe(DEFAULT, pixels, served)  # the baseline itself: nothing
+    failing.drain()
+    off = ShadowSampler(broken, DEFAULT, 0.0, metrics)
+    off.observe(PRUNED, pixels, served, classes=np.eye(8, dtype=np.float32)[:2])
+    text = generate_latest(registry).decode()
+    assert outcomes(text, PRUNED) == {"failed": 1.0, "skipped": 1.0}
+    assert outcomes(text, DEFAULT) == {}
+    assert figure(text, "ccsclip_shadow_embed_cosine", PRUNED)["observations"] == 0
