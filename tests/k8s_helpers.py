@@ -52,6 +52,11 @@ LIVE_BIAS_METRICS: dict[str, str] = {
     "ccsclip_live_topk_items_total": "counter",
     "ccsclip_live_gallery_share": "gauge",
     "ccsclip_live_maxskew": "histogram",
+    "ccsclip_live_null_maxskew_total": "counter",
+    **{
+        f"ccsclip_live_excess_maxskew_{part}_total": "counter"
+        for part in ("observations", "positive", "negative", "squares")
+    },
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 

@@ -41,6 +41,7 @@ from ccsclip.service.endpoints import WITHOUT_PROFILE
 from ccsclip.service.metrics import Metrics, get_metrics
 from ccsclip.service.probes import ProbeRunner
 from ccsclip.service.settings import ServiceSettings
+from ccsclip.service.shadow import ShadowSampler
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ class Core:
         self.galleries: Any = None  # service.galleries.GalleryService, attached likewise
         self._known = set(engine.manifest.profiles)
         self.metrics.describe_profiles(engine.profiles())
+        self.shadow = ShadowSampler.for_engine(engine, self.embed_pixels, settings, self.metrics)
 
     @classmethod
     def load(cls, settings: ServiceSettings, metrics: Metrics | None = None) -> Core:
@@ -286,6 +288,11 @@ class Core:
         self.metrics.observe_batch(endpoint, profile, len(pixels))
         return self.engine.embed_pixels(pixels, profile)
 
+    def embed_pixels(self, profile: str, pixels: np.ndarray) -> np.ndarray:
+        """Preprocessed pixels [N, 3, S, S] -> unit embeddings with a served profile (no request
+        metrics: used by the shadow agreement, service/shadow.py)."""
+        return self.engine.embed_pixels(pixels, profile)
+
     def _after(self) -> None:
         self.metrics.sync_text_cache(self.engine.text_cache_info())
 
@@ -298,8 +305,10 @@ class Core:
         except InvalidInputError as exc:
             raise ServiceError("invalid", "templates", f"templates: {exc}") from None
         classes = self.engine.class_embeddings(request.labels, templates)
-        embeddings = self._embed(self._all_pixels(request.images, "images"), name, "zero_shot")
+        pixels = self._all_pixels(request.images, "images")
+        embeddings = self._embed(pixels, name, "zero_shot")
         probabilities = self.engine.probabilities(embeddings, classes)
+        self.shadow.observe(name, pixels, embeddings, classes)
         top_k = min(request.top_k, len(request.labels))
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
         results = [
@@ -332,7 +341,9 @@ class Core:
                 continue
             groups.setdefault(name, []).append((index, pixels))
         for name, members in groups.items():
-            embeddings = self._embed(np.concatenate([p for _, p in members]), name, endpoint)
+            pixels = np.concatenate([p for _, p in members])
+            embeddings = self._embed(pixels, name, endpoint)
+            self.shadow.observe(name, pixels, embeddings)
             for row, (index, _) in enumerate(members):
                 values = embeddings[row].tolist()
                 results[index] = s.Embedding(profile=name, model=self.model, values=values)
