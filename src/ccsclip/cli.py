@@ -144,6 +144,7 @@ def probe_check(directory: Annotated[Path, typer.Argument()]) -> None:
 
 
 def _mount_subcommands() -> None:
+    from ccsclip.ab.cli import register as register_ab
     from ccsclip.engine.cli import register as register_engine
     from ccsclip.export.cli import register as register_export
     from ccsclip.organism.cli import app as organism_app
@@ -154,6 +155,7 @@ def _mount_subcommands() -> None:
     register_engine(app)
     register_export(app)
     register_service(app)
+    register_ab(app)
     app.add_typer(organism_app, name="organism")
     app.add_typer(probe_app, name="probe")
 
