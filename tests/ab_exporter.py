@@ -3,9 +3,9 @@
 Run as a subprocess: `python tests/ab_exporter.py SPEC.json PORT_FILE`. The spec lists series
 `{"metric", "labels", "observations", "positive", "negative", "squares"}`; each becomes the four
 counters `<metric>_{observations,positive,negative,squares}_total` with those labels, served by
-`prometheus_client.start_http_server` on a free port (written to PORT_FILE). With `hold_s` in
-the spec the series first read 0 for that long (so that a scraping Prometheus sees them grow,
-as `increase()` needs), then jump to their values. `moments()` turns values into a spec entry.
+`prometheus_client.start_http_server` on a free port (written to PORT_FILE). With `hold_until`
+(a path) in the spec the series read 0 until that file exists (so that a scraping Prometheus
+sees them grow, as `increase()` needs), then jump to their values. `moments()` turns values into a spec entry.
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def serve(spec: dict, port_file: Path) -> None:
     tmp = port_file.with_suffix(".tmp")
     tmp.write_text(str(server.server_port))
     os.replace(tmp, port_file)
-    time.sleep(float(spec.get("hold_s", 0)))
+    if spec.get("hold_until"):  # a file the test creates once Prometheus has seen the zeros
+        while not Path(spec["hold_until"]).exists():
+            time.sleep(0.05)
     for entry, counters in children:
         for suffix, counter in counters.items():
             counter.inc(entry[suffix])

@@ -10,6 +10,7 @@ from typing import Annotated, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ccsclip.ab.figures import EMBED_COSINE, EXCESS_SKEW, FIGURES, FIGURES_BY_KEY, TOP1_AGREEMENT
@@ -43,8 +44,9 @@ def render(result: JudgeResult, console: Console) -> None:
         title=f"{result.candidate} (candidate) against {result.control} (control)",
         caption=f"{result.source}; alpha {result.alpha:g}, minimum {result.min_samples} per arm",
     )
-    for column in ("figure", "control", "candidate", "harm [interval] / margin", "verdict"):
-        table.add_column(column, justify="left" if column == "figure" else "right")
+    columns = ("figure", "control", "candidate", "difference (harm) [interval] / margin", "verdict")
+    for column in columns:
+        table.add_column(escape(column), justify="left" if column == "figure" else "right")
     for f in result.figures:
         arms = []
         for arm in (f.control, f.candidate):
@@ -54,7 +56,7 @@ def render(result: JudgeResult, console: Console) -> None:
                 arms.append(f"{_fmt(arm.mean)} (n={arm.n:g})")
         harm = f"{_fmt(f.harm)} [{_fmt(f.harm_low)}, {_fmt(f.harm_high)}] / {f.margin:g}"
         style = _VERDICT_STYLE[f.verdict]
-        table.add_row(f.title, *arms, harm, f"[{style}]{f.verdict}[/]")
+        table.add_row(f.title, *arms, escape(harm), f"[{style}]{f.verdict}[/]")
     console.print(table)
     for f in result.figures:
         console.print(f"  {f.figure}: {f.reason}")

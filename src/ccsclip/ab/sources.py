@@ -99,15 +99,16 @@ class PrometheusSource:
             raise InvalidInputError(f"--prometheus {url!r}: expected an http(s):// URL")
         self.url = url.rstrip("/")
         self.window = window
+        # One evaluation time for every query of a look: increase() extrapolates to it, so
+        # the four counters of a figure must share it for their ratios to be exact.
+        self.at = window.end if window.end is not None else datetime.now(UTC).timestamp()
         self.client = client or httpx.Client(timeout=TIMEOUT_S)
 
     def describe(self) -> str:
         return f"Prometheus {self.url}, window {self.window.describe()}"
 
     def query(self, promql: str) -> list[dict]:
-        params = {"query": promql}
-        if self.window.end is not None:
-            params["time"] = f"{self.window.end:.3f}"
+        params = {"query": promql, "time": f"{self.at:.3f}"}
         try:
             reply = self.client.get(f"{self.url}/api/v1/query", params=params)
         except httpx.HTTPError as exc:
