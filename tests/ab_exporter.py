@@ -5,7 +5,8 @@ Run as a subprocess: `python tests/ab_exporter.py SPEC.json PORT_FILE`. The spec
 counters `<metric>_{observations,positive,negative,squares}_total` with those labels, served by
 `prometheus_client.start_http_server` on a free port (written to PORT_FILE). With `hold_until`
 (a path) in the spec the series read 0 until that file exists (so that a scraping Prometheus
-sees them grow, as `increase()` needs), then jump to their values. `moments()` turns values into a spec entry.
+sees them grow, as `increase()` needs), then jump to their values. `moments()` turns values
+into a spec entry.
 """
 
 from __future__ import annotations

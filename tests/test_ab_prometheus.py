@@ -4,8 +4,8 @@ Prometheus (Debian package `prometheus`, /usr/bin/prometheus; .ci/run installs i
 scripts/image/install-tools.sh) scrapes two exporters of the counter contract
 (tests/ab_exporter.py) every 200 ms under two jobs, `stable` and `canary`. The exporters hold
 their series at 0 until Prometheus has scraped them and then jump, as counters grow in service,
-so that `increase()` over the window sees the whole sum. Without the binary these tests skip, unless CI
-is set: then they fail.
+so that `increase()` over the window sees the whole sum. Without the binary these tests skip,
+unless CI is set: then they fail.
 """
 
 from __future__ import annotations
