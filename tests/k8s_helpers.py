@@ -23,12 +23,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"
 BASE = K8S / "base"
-OVERLAYS = {"single": K8S / "overlays" / "single", "ab": K8S / "overlays" / "ab"}
+OVERLAYS = {
+    "single": K8S / "overlays" / "single",
+    "ab": K8S / "overlays" / "ab",
+    "canary": K8S / "overlays" / "canary",
+}
 PVC_COMPONENT = K8S / "components" / "pvc-bundle"
 DASHBOARD = REPO / "docs" / "grafana" / "ccsclip.json"
 
 # Kinds that kubernetes-validate has no schema for; the tests check their structure instead.
-CUSTOM_KINDS = frozenset({"ServiceMonitor", "PrometheusRule", "HTTPRoute", "GRPCRoute"})
+CUSTOM_KINDS = frozenset(
+    {"ServiceMonitor", "PrometheusRule", "HTTPRoute", "GRPCRoute", "Rollout", "AnalysisTemplate"}
+)
 
 # The service's metric families (names fixed by the service contract) and their types.
 CONTRACT_METRICS: dict[str, str] = {
@@ -122,6 +128,136 @@ def env_value(container: dict[str, Any], name: str) -> str | None:
         if item["name"] == name:
             return item.get("value")
     return None
+
+
+# --- Argo Rollouts (the canary overlay) ------------------------------------------------------
+# kubernetes-validate has no schema for Argo's CRDs and no pip package ships them: these JSON
+# Schemas cover every field the canary overlay uses (names and types as in Argo Rollouts'
+# v1alpha1 API), closed with additionalProperties: false so that a misspelt field fails. The Job
+# inside the AnalysisTemplate is a batch/v1 JobSpec: the tests validate it with
+# kubernetes-validate as a Job.
+
+_NONEMPTY = {"type": "string", "minLength": 1}
+_NAME_AND_LABELS = {
+    "type": "object",
+    "required": ["name", "labels"],
+    "properties": {"name": _NONEMPTY, "labels": {"type": "object"}},
+    "additionalProperties": False,
+}
+
+
+def _closed(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": required,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+_ANALYSIS_ARG = _closed(
+    ["name"],
+    name=_NONEMPTY,
+    value={"type": "string"},
+    valueFrom=_closed(
+        ["podTemplateHashValue"], podTemplateHashValue={"enum": ["Stable", "Latest"]}
+    ),
+)
+_STEP = {
+    "oneOf": [
+        _closed(["setWeight"], setWeight={"type": "integer", "minimum": 0, "maximum": 100}),
+        _closed(
+            ["analysis"],
+            analysis=_closed(
+                ["templates"],
+                templates={
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _closed(["templateName"], templateName=_NONEMPTY),
+                },
+                args={"type": "array", "items": _ANALYSIS_ARG},
+            ),
+        ),
+    ]
+}
+ARGO_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Rollout": _closed(
+        ["apiVersion", "kind", "metadata", "spec"],
+        apiVersion={"const": "argoproj.io/v1alpha1"},
+        kind={"const": "Rollout"},
+        metadata=_NAME_AND_LABELS,
+        spec=_closed(
+            ["selector", "workloadRef", "strategy"],
+            revisionHistoryLimit={"type": "integer", "minimum": 0},
+            selector=_closed(["matchLabels"], matchLabels={"type": "object", "minProperties": 1}),
+            workloadRef=_closed(
+                ["apiVersion", "kind", "name"],
+                apiVersion={"const": "apps/v1"},
+                kind={"const": "Deployment"},
+                name=_NONEMPTY,
+                scaleDown={"enum": ["never", "onsuccess", "progressively"]},
+            ),
+            strategy=_closed(
+                ["canary"],
+                canary=_closed(
+                    ["stableService", "canaryService", "trafficRouting", "steps"],
+                    stableService=_NONEMPTY,
+                    canaryService=_NONEMPTY,
+                    trafficRouting=_closed(
+                        ["plugins"],
+                        plugins=_closed(
+                            ["argoproj-labs/gatewayAPI"],
+                            **{
+                                "argoproj-labs/gatewayAPI": _closed(
+                                    ["httpRoute"],
+                                    httpRoute=_NONEMPTY,
+                                    grpcRoute=_NONEMPTY,
+                                    namespace=_NONEMPTY,
+                                )
+                            },
+                        ),
+                    ),
+                    steps={"type": "array", "minItems": 1, "items": _STEP},
+                ),
+            ),
+        ),
+    ),
+    "AnalysisTemplate": _closed(
+        ["apiVersion", "kind", "metadata", "spec"],
+        apiVersion={"const": "argoproj.io/v1alpha1"},
+        kind={"const": "AnalysisTemplate"},
+        metadata=_NAME_AND_LABELS,
+        spec=_closed(
+            ["args", "metrics"],
+            args={"type": "array", "items": _closed(["name"], name=_NONEMPTY, value=_NONEMPTY)},
+            metrics={
+                "type": "array",
+                "minItems": 1,
+                "items": _closed(
+                    ["name", "provider"],
+                    name=_NONEMPTY,
+                    count={"type": "integer", "minimum": 1},
+                    failureLimit={"type": "integer", "minimum": 0},
+                    provider=_closed(
+                        ["job"],
+                        job=_closed(
+                            ["spec"],
+                            metadata=_closed([], labels={"type": "object"}),
+                            spec={"type": "object"},  # a batch/v1 JobSpec: kubernetes-validate
+                        ),
+                    ),
+                ),
+            },
+        ),
+    ),
+}
+
+
+def validate_argo(doc: dict[str, Any]) -> None:
+    """jsonschema's ValidationError unless doc fits the schema of its kind (ARGO_SCHEMAS)."""
+    import jsonschema
+
+    jsonschema.validate(doc, ARGO_SCHEMAS[doc["kind"]])
 
 
 # --- PromQL and the dashboard --------------------------------------------------------------
