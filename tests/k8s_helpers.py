@@ -59,6 +59,17 @@ LIVE_BIAS_METRICS: dict[str, str] = {
     "ccsclip_live_gallery_share": "gauge",
     "ccsclip_live_maxskew": "histogram",
 }
+# The judge's figures (ccsclip.ab.figures, docs/ab.md): four counters each, exposed once the
+# figure has an observation (a counted search; a shadowed request of a pruned profile).
+LIVE_FIGURE_METRICS: dict[str, str] = {
+    f"{figure}_{part}_total": "counter"
+    for figure in (
+        "ccsclip_live_excess_maxskew",
+        "ccsclip_shadow_top1_agreement",
+        "ccsclip_shadow_embed_cosine",
+    )
+    for part in ("observations", "positive", "negative", "squares")
+}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
@@ -370,9 +381,10 @@ def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
 
 def contract_series_names(live_bias: bool = True) -> set[str]:
     """Series names the contract's metrics have in a scrape (histograms as their three series);
-    with `live_bias`, the live-bias families too."""
+    with `live_bias`, the live-bias families and the judge's figures too."""
     names: set[str] = set()
-    families = {**CONTRACT_METRICS, **(LIVE_BIAS_METRICS if live_bias else {})}
+    live = {**LIVE_BIAS_METRICS, **LIVE_FIGURE_METRICS} if live_bias else {}
+    families = {**CONTRACT_METRICS, **live}
     for family, kind in families.items():
         if kind == "histogram":
             names.update(family + suffix for suffix in HISTOGRAM_SUFFIXES)
