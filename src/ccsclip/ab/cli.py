@@ -1,12 +1,14 @@
 """`ccsclip ab judge`: mounted on the top-level app with `register(app)` (docs/ab.md).
 
+Imports nothing heavy until the command runs, so `ccsclip` starts fast.
+
 Exit codes: 0 promote, 1 roll back, 3 keep collecting, 2 bad input (a clear message).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -14,16 +16,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from ccsclip.ab.figures import EMBED_COSINE, EXCESS_SKEW, FIGURES, FIGURES_BY_KEY, TOP1_AGREEMENT
-from ccsclip.ab.selectors import parse_selector
-from ccsclip.ab.sources import (
-    CounterSource,
-    MetricsPageSource,
-    PrometheusSource,
-    Window,
-    parse_duration,
-)
-from ccsclip.ab.verdict import FullModel, JudgeResult, JudgeSettings, judge
 from ccsclip.errors import CcsclipError, InvalidInputError
+
+if TYPE_CHECKING:
+    from ccsclip.ab.sources import CounterSource, Window
+    from ccsclip.ab.verdict import JudgeResult
 
 ab_app = typer.Typer(
     help="A/B and canary decisions on the live figures (docs/ab.md).", no_args_is_help=True
@@ -66,6 +63,8 @@ def render(result: JudgeResult, console: Console) -> None:
 def _source(
     prometheus: str | None, metrics_urls: list[str], window: Window | None
 ) -> CounterSource:
+    from ccsclip.ab.sources import MetricsPageSource, PrometheusSource
+
     if bool(prometheus) == bool(metrics_urls):
         raise InvalidInputError("give either --prometheus URL or --metrics-url URL (repeatable)")
     if prometheus:
@@ -176,6 +175,11 @@ def _run(
     as_json: bool,
 ) -> int:
     """Validate everything first (exit 2 before any look), then look once or until decided."""
+    # Imported here: `ccsclip` itself starts without httpx and pydantic models.
+    from ccsclip.ab.selectors import parse_selector
+    from ccsclip.ab.sources import Window, parse_duration
+    from ccsclip.ab.verdict import FullModel, JudgeSettings, judge
+
     control_sel, candidate_sel = parse_selector(control), parse_selector(candidate)
     alpha, min_samples, full_model = settings_args
     if full_model not in {"control", "candidate", "both", "none"}:
