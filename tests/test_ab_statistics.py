@@ -14,6 +14,7 @@ from ccsclip.ab.confseq import (
     half_width,
     mean_sequence,
     regularised_variance,
+    sequence_half_width,
     tuning,
 )
 from ccsclip.ab.figures import EXCESS_SKEW, TOP1_AGREEMENT
@@ -40,13 +41,8 @@ def moments_of(values) -> Moments:
 
 def widths(alpha: float, prior: tuple[float, ...], s: np.ndarray, q: np.ndarray) -> np.ndarray:
     """The module's half-width at every n for cumulative sums s, q (streams x n)."""
-    n = np.arange(1, s.shape[1] + 1, dtype=float)
-    rho = tuning(alpha, MIN_SAMPLES)
-    unit = np.array([half_width(k, 1.0, alpha, rho) for k in n])  # the boundary, sd 1
-    points = np.asarray(prior, dtype=float)
-    total = n + points.size
-    variance = np.maximum((q + (points**2).sum()) / total - ((s + points.sum()) / total) ** 2, 0)
-    return np.sqrt(variance) * unit
+    n = np.broadcast_to(np.arange(1, s.shape[1] + 1, dtype=float), s.shape)
+    return sequence_half_width(Moments(n, s, q), alpha, MIN_SAMPLES, prior)
 
 
 def ever_misses(draw, truth: float, prior: tuple[float, ...], alpha: float = ALPHA) -> float:

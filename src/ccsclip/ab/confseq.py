@@ -22,17 +22,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 from ccsclip.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
 class Moments:
-    """What the counters give for one arm and figure: n, sum and sum of squares."""
+    """What the counters give for one arm and figure: n, sum and sum of squares.
 
-    n: float
-    total: float
-    squares: float
+    Scalars for the judge; numpy arrays (one element per simulated stream and look) for
+    `sequence_half_width` in the coverage test and the benchmark.
+    """
+
+    n: float | np.ndarray
+    total: float | np.ndarray
+    squares: float | np.ndarray
 
     @classmethod
     def from_counters(
@@ -59,15 +67,20 @@ def tuning(alpha: float, t_opt: float) -> float:
     return math.sqrt((log_term + math.log(log_term + 1.0)) / t_opt)
 
 
-def half_width(n: float, variance: float, alpha: float, rho: float) -> float:
-    """Half-width of the level-alpha asymptotic confidence sequence after n observations."""
+def half_width(n: ArrayLike, variance: ArrayLike, alpha: float, rho: float) -> Any:
+    """Half-width of the level-alpha asymptotic confidence sequence after n observations.
+
+    Element-wise on arrays (the coverage test and the benchmark follow many streams at once);
+    infinite where n <= 0.
+    """
     if not 0.0 < alpha < 1.0:
         raise InvalidInputError(f"alpha must lie in (0, 1), got {alpha}")
-    if n <= 0:
-        return math.inf
-    grow = n * rho**2 + 1.0
-    bound = math.sqrt(2.0 * grow / rho**2 * math.log(math.sqrt(grow) / alpha))
-    return math.sqrt(variance) * bound / n
+    n = np.asarray(n, dtype=float)
+    safe = np.maximum(n, 1.0)
+    grow = safe * rho**2 + 1.0
+    bound = np.sqrt(2.0 * grow / rho**2 * np.log(np.sqrt(grow) / alpha))
+    width = np.where(n > 0, np.sqrt(variance) * bound / safe, np.inf)
+    return width[()] if width.ndim == 0 else width
 
 
 @dataclass(frozen=True)
@@ -81,18 +94,27 @@ class Interval:
         return self.low <= value <= self.high
 
 
-def regularised_variance(moments: Moments, prior_points: tuple[float, ...]) -> float:
+def regularised_variance(moments: Moments, prior_points: tuple[float, ...]) -> Any:
     """The variance of the observations together with a few pseudo-observations.
 
     With 50 agreements out of 50 the sample variance is 0 and the sequence would collapse onto
     the mean; pseudo-observations at the ends of a figure's plausible range (0 and 1 for an
     agreement) keep it honest until the data says the spread is small (their weight fades as
-    1/n). They enter the variance only, never the mean.
+    1/n). They enter the variance only, never the mean. Element-wise when the moments hold
+    arrays.
     """
-    n = moments.n + len(prior_points)
+    n = np.asarray(moments.n, dtype=float) + len(prior_points)
     total = moments.total + math.fsum(prior_points)
     squares = moments.squares + math.fsum(p * p for p in prior_points)
-    return max(squares / n - (total / n) ** 2, 0.0)
+    return np.maximum(squares / n - (total / n) ** 2, 0.0)
+
+
+def sequence_half_width(
+    moments: Moments, alpha: float, t_opt: float, prior_points: tuple[float, ...] = ()
+) -> Any:
+    """The half-width of one arm's confidence sequence at its current n (arrays: per element)."""
+    variance = regularised_variance(moments, prior_points)
+    return half_width(moments.n, variance, alpha, tuning(alpha, t_opt))
 
 
 def mean_sequence(
@@ -101,6 +123,5 @@ def mean_sequence(
     """The level-alpha confidence sequence for one arm's mean at its current n."""
     if moments.n <= 0:
         return Interval(-math.inf, math.inf)
-    variance = regularised_variance(moments, prior_points)
-    width = half_width(moments.n, variance, alpha, tuning(alpha, t_opt))
+    width = float(sequence_half_width(moments, alpha, t_opt, prior_points))
     return Interval(moments.mean - width, moments.mean + width)

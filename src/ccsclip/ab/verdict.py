@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -131,6 +131,24 @@ def _full(value: float) -> tuple[ArmSummary, Interval]:
     )
 
 
+def harm_bounds(control: Interval, candidate: Interval, higher_is_better: bool) -> tuple:
+    """(low, high) of the harm (how much worse the candidate is) from the arms' intervals;
+    element-wise when the intervals hold arrays (benchmarks/ab_judge.py)."""
+    if higher_is_better:
+        return control.low - candidate.high, control.high - candidate.low
+    return candidate.low - control.high, candidate.high - control.low
+
+
+def passes(high: Any, margin: float) -> Any:
+    """Non-inferior: even the harm's upper bound is within the margin."""
+    return high <= margin
+
+
+def fails(low: Any, margin: float) -> Any:
+    """Inferior: even the harm's lower bound exceeds the margin."""
+    return low > margin
+
+
 def judge_figure(
     figure: Figure,
     control: Moments | None,
@@ -159,12 +177,12 @@ def judge_figure(
         _full(value) if full[arm] else _summary(arms[arm], figure, arm_alpha, settings)
         for arm in ("control", "candidate")
     )
-    if figure.higher_is_better:
-        low, high = ctrl_iv.low - cand_iv.high, ctrl_iv.high - cand_iv.low
-        point = None if ctrl.mean is None or cand.mean is None else ctrl.mean - cand.mean
-    else:
-        low, high = cand_iv.low - ctrl_iv.high, cand_iv.high - ctrl_iv.low
-        point = None if ctrl.mean is None or cand.mean is None else cand.mean - ctrl.mean
+    low, high = harm_bounds(ctrl_iv, cand_iv, figure.higher_is_better)
+    point = None
+    if ctrl.mean is not None and cand.mean is not None:
+        point = harm_bounds(
+            Interval(ctrl.mean, ctrl.mean), Interval(cand.mean, cand.mean), figure.higher_is_better
+        )[0]
     short = [
         arm
         for arm, summary in (("control", ctrl), ("candidate", cand))
@@ -173,9 +191,9 @@ def judge_figure(
     if short:
         verdict: FigureVerdictName = "undecided"
         reason = " and ".join(short) + f" below the minimum sample ({settings.min_samples})"
-    elif high <= margin:
+    elif passes(high, margin):
         verdict, reason = "pass", f"worse by at most {high:.4g} <= margin {margin:g}"
-    elif low > margin:
+    elif fails(low, margin):
         verdict, reason = "fail", f"worse by at least {low:.4g} > margin {margin:g}"
     else:
         verdict = "undecided"
