@@ -10,8 +10,8 @@ promote or roll back.
 1. A/A: both arms draw from the same values. Prints the false roll-back rate (any roll back is
    false) with its 95 % Clopper-Pearson interval; the goal is at most alpha.
 2. Effect size: the candidate's values shifted by delta (harm) for a grid of deltas; prints the
-   share promoted / rolled back and the median number of searches to a decision, and plots
-   searches to a decision against delta (`--plot`).
+   share promoted / rolled back and the median number of searches to a decision (undecided
+   experiments counted at the horizon), and plots it against delta (`--plot`).
 
     python benchmarks/ab_judge.py --record runs/ab/searches.json --profile baseline \
         --experiments 1000 --searches 4000 --plot runs/ab/searches_to_decision.png
@@ -98,6 +98,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", type=Path, help="benchmarks/ab_record.py output")
     parser.add_argument("--profile", default="baseline", help="whose recorded values to use")
+    parser.add_argument(
+        "--candidate-profile", help="with --record: also judge this profile's recorded values"
+    )
     parser.add_argument("--sd", type=float, default=0.25, help="without --record: normal sd")
     parser.add_argument("--experiments", type=int, default=1000)
     parser.add_argument("--searches", type=int, default=4000)
@@ -139,6 +142,19 @@ def main() -> None:
           f"(95 % CI {low:.4f} to {high:.4f}; goal <= {args.alpha:g}); "
           f"{np.sum(decision == 1)} promoted, {np.sum(decision == 0)} undecided")  # fmt: skip
 
+    if args.record and args.candidate_profile:
+        other = np.asarray(json.loads(args.record.read_text())["excess"][args.candidate_profile])
+        outcome, needed = run(
+            draw,
+            lambda rng, shape: rng.choice(other, size=shape),
+            experiments=max(args.experiments // 5, 50),
+            seed=99,
+            **common,
+        )
+        print(f"{args.candidate_profile} (mean {other.mean():+.3f}) against {args.profile}: "
+              f"promoted {np.mean(outcome == 1):.3f}, rolled back {np.mean(outcome == -1):.3f}, "
+              f"median searches to a decision {np.median(needed):.0f}")  # fmt: skip
+
     deltas = [float(d) for d in args.deltas.split(",")]
     medians = []
     print("delta  promoted  rolled back  undecided  median searches to a decision")
@@ -150,11 +166,13 @@ def main() -> None:
             seed=10 + index,
             **common,
         )
-        decided = needed[outcome != 0]
-        median = float(np.median(decided)) if decided.size else float("nan")
+        # Undecided experiments count at the horizon: the median is then a lower bound where
+        # half or more never decided ("> horizon").
+        median = float(np.median(needed))
         medians.append(median)
+        shown = f"> {args.searches}" if median >= args.searches else f"{median:.0f}"
         print(f"{delta:5.3f}  {np.mean(outcome == 1):8.3f}  {np.mean(outcome == -1):11.3f}  "
-              f"{np.mean(outcome == 0):9.3f}  {median:8.0f}")  # fmt: skip
+              f"{np.mean(outcome == 0):9.3f}  {shown:>8}")  # fmt: skip
     if args.plot:
         import matplotlib
 
@@ -164,8 +182,10 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(deltas, medians, marker="o")
         ax.axvline(args.margin, linestyle="--", color="grey", label=f"margin {args.margin:g}")
+        ax.axhline(args.searches, linestyle=":", color="red", label="horizon (undecided)")
         ax.set_xlabel("harm: candidate's mean excess MaxSkew@k minus the control's")
         ax.set_ylabel("median searches to a decision (both arms)")
+        ax.set_ylim(0, args.searches * 1.05)
         ax.set_title(f"ccsclip ab judge, alpha {args.alpha:g}, split {args.split:g}")
         ax.legend()
         args.plot.parent.mkdir(parents=True, exist_ok=True)
