@@ -11,6 +11,7 @@ import pytest
 
 from ccsclip.ab.confseq import (
     Moments,
+    bernoulli_bounds,
     half_width,
     mean_sequence,
     regularised_variance,
@@ -60,19 +61,37 @@ TOLERANCE = ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / STREAMS)  # alpha within
 @pytest.mark.parametrize(
     ("name", "draw", "truth", "prior"),
     [
-        (
-            "excess skew, roughly normal",
-            lambda r, shape: r.normal(0.1, 0.3, shape),
-            0.1,
-            (-0.5, 0.5),
-        ),
+        ("excess skew, normal", lambda r, shape: r.normal(0.1, 0.3, shape), 0.1, (-0.5, 0.5)),
         ("excess skew, skewed", lambda r, shape: r.exponential(0.3, shape) - 0.2, 0.1, (-0.5, 0.5)),
-        ("agreement 0.9", lambda r, shape: (r.random(shape) < 0.9).astype(float), 0.9, (0.0, 1.0)),
+        (
+            "cosine near 1",
+            lambda r, shape: np.clip(r.normal(0.97, 0.02, shape), 0, 1),
+            0.97,
+            (0, 1),
+        ),
     ],
 )
 def test_coverage_holds_at_every_look(name, draw, truth, prior):
     missed = ever_misses(draw, truth, prior)
     assert missed <= TOLERANCE, f"{name}: {missed:.3f} of streams ever excluded the mean"
+
+
+@pytest.mark.parametrize("agreement", [0.5, 0.9, 0.97, 0.99])
+def test_zero_one_coverage_holds_at_every_look_up_to_099(agreement):
+    x = (np.random.default_rng(13).random((STREAMS, LOOKS)) < agreement).astype(float)
+    n = np.broadcast_to(np.arange(1, LOOKS + 1, dtype=float), x.shape)
+    s = np.cumsum(x, axis=1)
+    low, high = bernoulli_bounds(Moments(n, s, s), ALPHA, MIN_SAMPLES)
+    missed = ((agreement < low) | (agreement > high))[:, MIN_SAMPLES - 1 :].any(axis=1).mean()
+    assert missed <= TOLERANCE, f"agreement {agreement}: {missed:.3f} ever excluded"
+
+
+def test_the_plug_in_variance_would_not_cover_agreements_near_1():
+    """Why 0/1 figures get their own bounds: with the sample variance, 0.99 is missed often."""
+    missed = ever_misses(
+        lambda r, shape: (r.random(shape) < 0.99).astype(float), 0.99, TOP1_AGREEMENT.prior_points
+    )
+    assert missed > TOLERANCE
 
 
 def test_a_fixed_sample_interval_looked_at_often_would_not():
@@ -114,6 +133,25 @@ def test_boundary_known_answer():
     # wider than the fixed-n interval (the price of looking often), narrower as n grows
     assert half_width(100, 1.0, 0.05, tuning(0.05, 100)) > 1.96 / 10
     assert half_width(10_000, 1.0, 0.05, tuning(0.05, 100)) < 0.05
+
+
+def test_zero_one_bounds_known_answers():
+    perfect = Moments(50.0, 50.0, 50.0)  # 50 agreements out of 50: variance 0, yet
+    low, high = bernoulli_bounds(perfect, 0.05, 100)
+    assert high == pytest.approx(1.0) and 0.8 < low < 0.97
+    # the score inversion solves (m - mu)^2 = c^2 mu (1 - mu): check the root at n = 400
+    m, c = 0.9, half_width(400, 1.0, 0.05, tuning(0.05, 100))
+    low, high = bernoulli_bounds(Moments(400.0, 360.0, 360.0), 0.05, 100)
+    for mu in (low, high):
+        assert (m - mu) ** 2 == pytest.approx(c**2 * mu * (1 - mu))
+    assert low < m < high
+    assert bernoulli_bounds(Moments(0.0, 0.0, 0.0), 0.05, 100) == (0.0, 1.0)
+
+
+def test_a_zero_one_figure_that_is_not_zero_one_is_bad_input():
+    halves = Moments(300.0, 150.0, 75.0)  # 300 observations of 0.5
+    with pytest.raises(InvalidInputError, match="0 or 1"):
+        judge_figure(TOP1_AGREEMENT, None, halves, ALPHA, settings())
 
 
 def test_moments_from_the_counter_contract():

@@ -117,6 +117,29 @@ def sequence_half_width(
     return half_width(moments.n, variance, alpha, tuning(alpha, t_opt))
 
 
+def bernoulli_bounds(moments: Moments, alpha: float, t_opt: float) -> tuple[Any, Any]:
+    """(low, high) of the sequence for the mean of 0/1 observations (element-wise on arrays).
+
+    The same boundary with the variance taken at the hypothesised mean, mu (1 - mu), instead of
+    the sample variance: the set of mu with (mean - mu)^2 <= c^2 mu (1 - mu), c = B(n) / n, a
+    quadratic in mu (the score, or Wilson, inversion). For 0/1 data the variance is a function
+    of the mean, so nothing is estimated but the mean; near 0 or 1, where the plug-in variance
+    is unreliable (no disagreement yet: variance 0), this keeps the coverage (the test checks
+    agreements up to 0.99).
+    """
+    n = np.asarray(moments.n, dtype=float)
+    safe = np.maximum(n, 1.0)
+    mean = np.clip(np.asarray(moments.total, dtype=float) / safe, 0.0, 1.0)
+    c2 = np.asarray(half_width(n, 1.0, alpha, tuning(alpha, t_opt))) ** 2
+    finite = np.isfinite(c2)
+    c2 = np.where(finite, c2, 0.0)
+    a, b = 1.0 + c2, 2.0 * mean + c2
+    root = np.sqrt(np.maximum(b * b - 4.0 * a * mean * mean, 0.0))
+    low = np.where(finite, (b - root) / (2.0 * a), 0.0)
+    high = np.where(finite, (b + root) / (2.0 * a), 1.0)
+    return (low[()], high[()]) if low.ndim == 0 else (low, high)
+
+
 def mean_sequence(
     moments: Moments, alpha: float, t_opt: float, prior_points: tuple[float, ...] = ()
 ) -> Interval:

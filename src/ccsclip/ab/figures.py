@@ -32,6 +32,7 @@ class Figure:
     default_margin: float
     full_model_value: float | None
     prior_points: tuple[float, ...]
+    zero_one: bool = False
 
     def counter(self, suffix: str) -> str:
         """The series name of one of the four counters, as a scrape spells it."""
@@ -57,7 +58,8 @@ TOP1_AGREEMENT = Figure(
     higher_is_better=True,
     default_margin=0.05,
     full_model_value=1.0,
-    prior_points=(0.0, 1.0),
+    prior_points=(),
+    zero_one=True,
 )
 EMBED_COSINE = Figure(
     key="embed_cosine",

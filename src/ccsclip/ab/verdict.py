@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ccsclip.ab.confseq import Interval, Moments, mean_sequence
+from ccsclip.ab.confseq import Interval, Moments, bernoulli_bounds, mean_sequence
 from ccsclip.ab.figures import COUNTER_SUFFIXES, Figure
 from ccsclip.ab.selectors import Selector
 from ccsclip.ab.sources import CounterSource
@@ -114,7 +114,12 @@ def _summary(
     if moments is None or moments.n <= 0:
         empty = ArmSummary(n=0.0, mean=None, low=None, high=None, full_model=False)
         return empty, Interval(-math.inf, math.inf)
-    interval = mean_sequence(moments, alpha, settings.min_samples, figure.prior_points)
+    if figure.zero_one:
+        _check_zero_one(moments, figure)
+        low, high = bernoulli_bounds(moments, alpha, settings.min_samples)
+        interval = Interval(float(low), float(high))
+    else:
+        interval = mean_sequence(moments, alpha, settings.min_samples, figure.prior_points)
     summary = ArmSummary(
         n=moments.n,
         mean=moments.mean,
@@ -123,6 +128,16 @@ def _summary(
         full_model=False,
     )
     return summary, interval
+
+
+def _check_zero_one(moments: Moments, figure: Figure) -> None:
+    """0/1 observations have x^2 = x: their squares and their sum agree."""
+    if abs(moments.squares - moments.total) > 1e-6 * max(moments.n, 1.0):
+        raise InvalidInputError(
+            f"{figure.metric}: each observation must be 0 or 1, but its sum of squares "
+            f"({moments.squares:g}) differs from its sum ({moments.total:g}): a server exports "
+            "another figure under this name"
+        )
 
 
 def _full(value: float) -> tuple[ArmSummary, Interval]:
