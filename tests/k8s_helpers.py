@@ -379,12 +379,15 @@ def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
     return exprs
 
 
-def contract_series_names(live_bias: bool = True) -> set[str]:
+def contract_series_names(live_bias: bool = True, figures: bool = True) -> set[str]:
     """Series names the contract's metrics have in a scrape (histograms as their three series);
-    with `live_bias`, the live-bias families and the judge's figures too."""
+    with `live_bias`, the live-bias families; with `figures`, the judge's figures' counters."""
     names: set[str] = set()
-    live = {**LIVE_BIAS_METRICS, **LIVE_FIGURE_METRICS} if live_bias else {}
-    families = {**CONTRACT_METRICS, **live}
+    families = {
+        **CONTRACT_METRICS,
+        **(LIVE_BIAS_METRICS if live_bias else {}),
+        **(LIVE_FIGURE_METRICS if figures else {}),
+    }
     for family, kind in families.items():
         if kind == "histogram":
             names.update(family + suffix for suffix in HISTOGRAM_SUFFIXES)
@@ -401,12 +404,17 @@ def metric_family(series: str) -> str:
     return series
 
 
-def dashboard_metric_names(path: Path = DASHBOARD, live_bias: bool = False) -> set[str]:
+def dashboard_metric_names(
+    path: Path = DASHBOARD, live_bias: bool = False, figures: bool = False
+) -> set[str]:
     """Every series name the dashboard queries, as a live /metrics scrape spells it; the
-    live-bias ones only with `live_bias` (they need searches on a declaring gallery)."""
+    live-bias ones only with `live_bias` (they need searches on a declaring gallery), the judge's
+    figures only with `figures` (they need counted searches and sampled shadow requests)."""
     names: set[str] = set()
     for expr in dashboard_exprs(load_dashboard(path)):
         names |= promql_metric_names(expr)
     if not live_bias:
-        names -= contract_series_names() - contract_series_names(live_bias=False)
+        names -= set(contract_series_names()) - contract_series_names(live_bias=False)
+    if not figures:
+        names -= set(LIVE_FIGURE_METRICS)
     return names

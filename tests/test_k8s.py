@@ -19,6 +19,7 @@ from k8s_helpers import (
     BASE,
     CONTRACT_METRICS,
     CUSTOM_KINDS,
+    LIVE_FIGURE_METRICS,
     OVERLAYS,
     PVC_COMPONENT,
     by_kind,
@@ -909,3 +910,14 @@ def test_tls_component(kubectl, k8s_validate, tree, tmp_path: Path):
         k8s_validate.validate(deployment, k8s_validate.latest_version(), strict=True)
     (monitor,) = by_kind(docs, "ServiceMonitor")
     assert {e["scheme"] for e in monitor["spec"]["endpoints"]} == {"https"}
+
+
+def test_dashboard_shows_the_judges_figures_for_a_and_b():
+    """The row of the judge's figures queries their counters, for the A and B profiles."""
+    figures = dashboard_metric_names(figures=True) - dashboard_metric_names()
+    assert figures and figures <= set(LIVE_FIGURE_METRICS)
+    for metric in ("live_excess_maxskew", "shadow_top1_agreement", "shadow_embed_cosine"):
+        parts = {f"ccsclip_{metric}_{p}_total" for p in ("observations", "positive", "negative")}
+        assert parts <= figures, metric
+    exprs = [e for e in dashboard_exprs(load_dashboard()) if "_observations_total" in e]
+    assert exprs and all("$profile_a" in e and "$profile_b" in e for e in exprs)
