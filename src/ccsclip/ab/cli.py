@@ -7,6 +7,8 @@ Exit codes: 0 promote, 1 roll back, 3 keep collecting, 2 bad input (a clear mess
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import TYPE_CHECKING, Annotated, cast
 
@@ -26,7 +28,8 @@ ab_app = typer.Typer(
     help="A/B and canary decisions on the live figures (docs/ab.md).", no_args_is_help=True
 )
 err = Console(stderr=True)
-out = Console()
+# A pipe or a Job's log has no terminal width: wide enough for one table row per line there.
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 _VERDICT_STYLE = {"pass": "green", "fail": "red", "undecided": "yellow"}
 
@@ -56,7 +59,7 @@ def render(result: JudgeResult, console: Console) -> None:
         table.add_row(f.title, *arms, escape(harm), f"[{style}]{f.verdict}[/]")
     console.print(table)
     for f in result.figures:
-        console.print(f"  {f.figure}: {f.reason}")
+        console.print(f"  {f.figure}: {f.reason}", markup=False, highlight=False)
     console.print(f"decision: [bold]{result.decision}[/] (exit {result.exit_code})")
 
 
@@ -210,7 +213,7 @@ def _run(
         err.print(f"keep collecting; next look in {every}", highlight=False)
         time.sleep(pause)
     if as_json:
-        out.print_json(result.model_dump_json())
+        typer.echo(result.model_dump_json(indent=2))
     else:
         render(result, out)
     return result.exit_code
