@@ -165,19 +165,10 @@ class MetricsPageSource:
         if not urls:
             raise InvalidInputError("give at least one --metrics-url")
         self.urls = list(urls)
-        owned = client or httpx.Client(timeout=TIMEOUT_S)
         self.samples: list[Sample] = []
-        for url in self.urls:
-            parts = urlsplit(url)
-            if parts.scheme not in {"http", "https"} or not parts.netloc:
-                raise InvalidInputError(f"--metrics-url {url!r}: expected an http(s):// URL")
-            try:
-                reply = owned.get(url)
-            except httpx.HTTPError as exc:
-                raise InvalidInputError(f"cannot read {url} ({exc}): is the server up?") from None
-            if reply.status_code != 200:
-                raise InvalidInputError(f"{url} answered {reply.status_code}, not a metrics page")
-            self.samples.extend(parse_page(reply.text, parts.netloc))
+        with client or httpx.Client(timeout=TIMEOUT_S) as http:
+            for url in self.urls:
+                self.samples.extend(_read_page(http, url))
 
     def describe(self) -> str:
         return "/metrics " + ", ".join(self.urls) + " (totals since each server started)"
@@ -185,6 +176,19 @@ class MetricsPageSource:
     def counter_sum(self, selector: Selector, name: str) -> float | None:
         values = _matching(self.samples, selector, name)
         return math.fsum(values) if values else None
+
+
+def _read_page(http: httpx.Client, url: str) -> list[Sample]:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise InvalidInputError(f"--metrics-url {url!r}: expected an http(s):// URL")
+    try:
+        reply = http.get(url)
+    except httpx.HTTPError as exc:
+        raise InvalidInputError(f"cannot read {url} ({exc}): is the server up?") from None
+    if reply.status_code != 200:
+        raise InvalidInputError(f"{url} answered {reply.status_code}, not a metrics page")
+    return parse_page(reply.text, parts.netloc)
 
 
 def _matching(samples: Iterable[Sample], selector: Selector, name: str) -> list[float]:
