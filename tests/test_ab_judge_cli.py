@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,5 +186,15 @@ def test_watch_mode_gives_up_at_the_deadline_with_exit_3(servers):
     assert proc.stderr.count("keep collecting; next look") >= 1
 
 
-def test_the_exporter_module_is_importable_for_the_prometheus_test():
-    assert Path(__file__).with_name("ab_exporter.py").is_file()
+def test_watch_mode_stops_at_the_first_decision(servers):
+    proc = judge_pages(
+        servers, '{profile="baseline"}', '{profile="good"}', "--every", "1h", "--deadline", "2h"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # did not sleep an hour
+    assert "next look" not in proc.stderr
+    assert (
+        "--deadline needs --every"
+        in judge_pages(
+            servers, '{profile="baseline"}', '{profile="good"}', "--deadline", "2h"
+        ).stderr
+    )
