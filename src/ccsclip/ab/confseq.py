@@ -2,14 +2,14 @@
 
 The boundary is the Gaussian-mixture asymptotic confidence sequence of Waudby-Smith, Arbour,
 Sinha, Kennedy & Ramdas (2021), "Time-uniform central limit theory and asymptotic confidence
-sequences", arXiv:2103.06476, Theorem 2.2 (Robbins' normal mixture applied to the sample mean):
+sequences", arXiv:2103.06476, Section 2 (Robbins' normal mixture applied to the sample mean):
 
     mean_t +/- sqrt( 2 (t s^2 r^2 + 1) / (t^2 r^2) * log( sqrt(t s^2 r^2 + 1) / alpha ) )
 
 with s^2 the sample variance and r > 0 a tuning constant. We set r = rho / s, i.e. we fix rho
 in standardised ("intrinsic time") units, so the width is s / t * B(t) with
 B(t) = sqrt(2 (t rho^2 + 1) / rho^2 * log(sqrt(t rho^2 + 1) / alpha)), and choose rho to make
-the sequence tightest at t_opt observations (the paper's Section 3.5 choice):
+the sequence tightest at t_opt observations (the paper's choice of rho for a target time):
 rho^2 = (-2 log alpha + log(-2 log alpha + 1)) / t_opt.
 
 The guarantee is asymptotic: for i.i.d. observations with finite variance, the probability that
