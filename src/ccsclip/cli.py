@@ -145,6 +145,7 @@ def probe_check(directory: Annotated[Path, typer.Argument()]) -> None:
 
 
 def _mount_subcommands() -> None:
+    from ccsclip.ab.cli import register as register_ab
     from ccsclip.engine.cli import register as register_engine
     from ccsclip.export.cli import register as register_export
     from ccsclip.organism.cli import app as organism_app
@@ -156,6 +157,7 @@ def _mount_subcommands() -> None:
     register_engine(app)
     register_export(app)
     register_service(app)
+    register_ab(app)
     app.add_typer(organism_app, name="organism")
     probe_app.add_typer(import_app, name="import")
     app.add_typer(probe_app, name="probe")
