@@ -698,10 +698,10 @@ def test_failing_probe_is_counted_and_serving_continues(world, tmp_path):
     metrics = Metrics(registry)
     settings = ServiceSettings(bundle=world.bundle, galleries=[], probes=[broken, good])
     core = Core.load(settings, metrics)
-    core.probes = ProbeRunner(core.engine, settings.probe_dirs(), metrics, interval_s=0)
-    core.probes.start()  # interval 0: one round, then the thread ends
-    core.probes.join(60)
-    results = {(r.profile, r.probe): r for r in core.probe_results().results}
+    probes = ProbeRunner(core.engine, settings.probe_dirs(), metrics, interval_s=0)
+    probes.start()  # interval 0: one round, then the thread ends
+    probes.join(60)
+    results = {(r.profile, r.probe): r for r in probes.response().results}
     for profile in PROFILES:
         failed = results[(profile, "accuracy-colour")]  # the copy keeps its probe.yaml name
         assert not failed.ok and failed.error
@@ -712,7 +712,7 @@ def test_failing_probe_is_counted_and_serving_continues(world, tmp_path):
     answer = core.zero_shot(
         s.ZeroShotRequest(images=[read(world.world / "gallery" / "g00000.png")], labels=["a", "b"])
     )
-    assert answer.profile == DEFAULT and core.probe_results().runs == 1
+    assert answer.profile == DEFAULT and probes.response().runs == 1
 
 
 def test_settings_default_to_the_bundle_s_own_probes_and_galleries(tmp_path, monkeypatch):

@@ -91,7 +91,7 @@ class LiveBias:
         meta = gallery.meta
         try:
             facts = gallery.info()
-            version = (facts.get("seq"), facts.get("generation"), facts.get("count"))
+            version = (facts.seq, facts.generation, facts.count)
         except Exception:
             version = None
         key = (meta.name, meta.uid, version)
