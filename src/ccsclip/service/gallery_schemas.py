@@ -42,12 +42,12 @@ from ccsclip.service.schemas import (
     ImageData,
     JsonInt,
     K,
-    _integral,
     ModelRef,
     ProfileName,
     Stated,
     Text,
     _count_limit,
+    _integral,
     _Request,
     _Response,
 )
