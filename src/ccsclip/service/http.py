@@ -3,7 +3,8 @@
 Thin: the routes are the endpoint table's (endpoints.py); each validates with the shared schemas
 (BentoML parses the body into them), runs the endpoint's call and returns its response model,
 or the error body with its 4xx (503 with retry-after when Milvus is down). The edge
-middleware (edge.py) handles body limits, forms, the profile header, error bodies and metrics.
+middleware (edge.py) handles body limits, JSON parsing, forms, the profile header, error bodies,
+metrics and the OpenAPI document (openapi.py, in place of BentoML's).
 
 `/v1/embed_images` is batchable: BentoML merges concurrent requests' item lists (adaptive
 batching) and the Core runs one image-tower call per profile of the merged batch. Its items carry
