@@ -446,7 +446,7 @@ def _corpus(world) -> list[tuple[str, Callable[[Any], Any], int]]:
         (
             "image query, other profile",
             lambda c: c.retrieve(GALLERY, image=good, profile=PRUNED),
-            400,
+            409,
         ),
         ("retrieve, unknown profile", lambda c: c.retrieve(GALLERY, text="red", profile="x"), 404),
         ("embed: no items", lambda c: c.embed_images([]), 400),
@@ -547,7 +547,8 @@ def _check_refusal(where: str, status: int, body: Any, expected: int) -> None:
     assert status < 500, f"{where}: {status} {body}"
     assert status == expected, f"{where}: expected {expected}, got {status} {body}"
     assert isinstance(body, dict) and isinstance(body.get("error"), str), f"{where}: {body}"
-    assert body.get("kind") in ("invalid", "not_found", "too_large"), f"{where}: {body}"
+    kinds = ("invalid", "not_found", "too_large", "other_profile")
+    assert body.get("kind") in kinds, f"{where}: {body}"
 
 
 def test_bad_request_corpus_gets_4xx_and_leaves_the_server_healthy(client, world, servers):

@@ -46,13 +46,16 @@ log = logging.getLogger(__name__)
 PROFILE_HEADER = "x-ccsclip-profile"
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 NO_PROFILE = "none"  # metrics label when no served profile is involved (bounded cardinality)
-Kind = Literal["invalid", "not_found", "too_large", "conflict", "read_only", "unavailable"]
+Kind = Literal[
+    "invalid", "not_found", "too_large", "conflict", "read_only", "other_profile", "unavailable"
+]
 HTTP_STATUS: dict[str, int] = {
     "invalid": 400,
     "not_found": 404,
     "too_large": 413,
     "conflict": 409,  # a create that lost: the name is taken
     "read_only": 409,  # a write to a gallery served read-only (shipped in the bundle)
+    "other_profile": 409,  # an image for a gallery of another profile (another space)
     "unavailable": 503,  # Milvus down: retry after `retry_after_s`
 }
 _FIELD = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")

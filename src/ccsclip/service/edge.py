@@ -140,7 +140,7 @@ def _form_value(name: str, values: list[Any]) -> Any:
     return out[0] if len(out) == 1 else out
 
 
-async def _parse_form(endpoint: str, scope: Scope, body: bytes, media: str) -> Any:
+async def _parse_form(endpoint: Endpoint, scope: Scope, body: bytes, media: str) -> Any:
     settings = get_settings()
     headers = Headers(scope=scope)
 
@@ -172,7 +172,7 @@ async def _parse_form(endpoint: str, scope: Scope, body: bytes, media: str) -> A
     finally:
         await form.close()
     payload = {name: _form_value(name, values) for name, values in fields.items()}
-    if endpoint == "embed_images":
+    if endpoint.batched:  # the item list itself: each file one item
         unknown = sorted(set(payload) - IMAGE_FIELDS - {"profile"})
         if unknown:
             raise ServiceError("invalid", unknown[0], f"{unknown[0]}: unknown field")
@@ -190,7 +190,7 @@ async def _prepare(endpoint: Endpoint, scope: Scope, body: bytes) -> tuple[Any, 
     header_profile = headers.get(PROFILE_HEADER) or None
     rewritten = False
     if media in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        payload: Any = await _parse_form(endpoint.name, scope, body, media)
+        payload: Any = await _parse_form(endpoint, scope, body, media)
         rewritten = True
     else:
         try:
@@ -275,11 +275,11 @@ class EdgeMiddleware:
                 (b"content-length", str(len(body)).encode()),
             ]
             scope = {**scope, "headers": headers}
-        status = await self._forward(endpoint.name, scope, receive, send, body)
+        status = await self._forward(endpoint, scope, receive, send, body)
         self._record(endpoint.name, label, status, started)
 
     async def _forward(
-        self, endpoint: str, scope: Scope, receive: Receive, send: Send, body: bytes
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, body: bytes
     ) -> int:
         """Call BentoML with the buffered body; rewrite the responses named in the module doc."""
         sent_body = False
@@ -295,9 +295,7 @@ class EdgeMiddleware:
         async def intercept(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
-                if message["status"] == 400 or (
-                    endpoint == "embed_images" and message["status"] == 200
-                ):
+                if message["status"] == 400 or (endpoint.batched and message["status"] == 200):
                     state["held"] = message
                     return
                 await send(message)

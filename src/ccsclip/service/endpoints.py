@@ -45,6 +45,9 @@ class Endpoint:
     proto_out: Callable[[Any], Any]  # response model -> response message
     doc: str
     errors: tuple[int, ...] = ()  # statuses beside 400/413 this endpoint answers (OpenAPI)
+    # Over HTTP the body is the request model's one list field itself, and so is the answer
+    # (the response model's): BentoML batches such a route (adaptive batching, http.py).
+    batched: bool = False
 
     @property
     def takes_profile(self) -> bool:
@@ -91,7 +94,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         proto_in=p.retrieve_in,
         proto_out=p.retrieve_out,
         doc="Nearest items of a gallery to a text or image: /v1/galleries/search's hits, no more.",
-        errors=(404, 503),
+        errors=(404, 409, 503),
     ),
     Endpoint(
         name="embed_images",
@@ -106,6 +109,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         proto_out=p.embed_images_out,
         doc="Image embeddings; the body is a list of {image, profile?} items (batched).",
         errors=(404,),
+        batched=True,
     ),
     Endpoint(
         name="embed_texts",
@@ -244,7 +248,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         proto_in=p.search_in,
         proto_out=p.search_out,
         doc="Nearest items to a text or image, with k, an optional filter and search effort.",
-        errors=(404, 503),
+        errors=(404, 409, 503),
     ),
 )
 

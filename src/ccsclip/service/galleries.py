@@ -116,7 +116,7 @@ class GalleryService:
             self.core.profile(profile)  # an unknown name is a 404
             if profile != own:
                 raise ServiceError(
-                    "invalid",
+                    "other_profile",
                     "profile",
                     f"profile: gallery {gallery.meta.name!r} holds embeddings of profile "
                     f"{own!r}; an image embedded with {profile!r} is not comparable. Omit the "

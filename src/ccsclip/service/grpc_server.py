@@ -57,6 +57,7 @@ STATUS = {
     "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "conflict": grpc.StatusCode.ALREADY_EXISTS,
     "read_only": grpc.StatusCode.FAILED_PRECONDITION,
+    "other_profile": grpc.StatusCode.FAILED_PRECONDITION,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
 }
 

@@ -118,7 +118,7 @@ class CCSClip:
 
 # every other endpoint of the table, as it stands (embed_images above: a batched list body)
 for _endpoint in ENDPOINTS:
-    if _endpoint.name != "embed_images":
+    if not _endpoint.batched:
         setattr(CCSClip, _endpoint.name, _route(_endpoint))
 
 CCSClip = bentoml.service(

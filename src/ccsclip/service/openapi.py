@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import JsonSchemaMode
 
 from ccsclip.service import schemas as s
 from ccsclip.service.endpoints import ENDPOINTS, Endpoint
@@ -31,7 +33,9 @@ STATUS_TEXT = {
     401: "No API key, or an unknown one.",
     403: "The API key is read-only; this call changes state.",
     404: "An unknown profile or gallery.",
-    409: "The gallery name is taken, or the gallery is shipped read-only.",
+    409: "A state conflict: the gallery name is taken (`conflict`), the gallery is shipped "
+    "read-only (`read_only`), or an image names another profile than the gallery's "
+    "(`other_profile`).",
     413: "Over a limit (body size, item count, image pixels, k, ef).",
     429: "Too many calls in flight; retry after `retry-after` seconds.",
     503: "Milvus is unavailable; retry after `retry-after` seconds.",
@@ -49,15 +53,18 @@ class _Components:
         self.schemas.update(schema.pop("$defs", {}))
         return schema
 
-    def model(self, model: type[BaseModel], mode: str) -> dict[str, Any]:
+    def model(self, model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, Any]:
         """A $ref to the model's schema (validation mode for requests, serialization for
         responses: what goes in and what comes out)."""
-        schema = self.add(model.model_json_schema(mode=mode, ref_template=REF))  # type: ignore[arg-type]
+        schema = self.add(model.model_json_schema(mode=mode, ref_template=REF))
         self.schemas[model.__name__] = schema
         return {"$ref": REF.format(model=model.__name__)}
 
-    def adapter(self, kind: Any, mode: str) -> dict[str, Any]:
-        return self.add(TypeAdapter(kind).json_schema(mode=mode, ref_template=REF))  # type: ignore[arg-type]
+    def list_field(self, model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, Any]:
+        """The schema of a batched endpoint's model's one (list) field, constraints included."""
+        (field,) = model.model_fields.values()
+        kind = Annotated[field.annotation, FieldInfo.merge_field_infos(field), *field.metadata]
+        return self.add(TypeAdapter(kind).json_schema(mode=mode, ref_template=REF))
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -67,10 +74,9 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _operation(
     endpoint: Endpoint, parts: _Components, settings: ServiceSettings, keys: bool
 ) -> dict[str, Any]:
-    # over HTTP, /v1/embed_images takes the item list itself (BentoML batches lists)
-    if endpoint.name == "embed_images":
-        body = parts.adapter(s.ImageItems, "validation")
-        answer = parts.adapter(list[s.Embedding], "serialization")
+    if endpoint.batched:  # over HTTP, the item list itself
+        body = parts.list_field(endpoint.request, "validation")
+        answer = parts.list_field(endpoint.response, "serialization")
         required = True
     else:
         body = parts.model(endpoint.request, "validation")

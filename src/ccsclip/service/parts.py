@@ -5,7 +5,10 @@ fails here) and the probe runner, and returns them together as a `ServiceParts`.
 (`http.py`, `grpc_server.py`) build theirs here and hand it to every endpoint's call
 (endpoints.py): nothing is attached to anything after construction.
 
-A new served part is one more field here, built in `build_parts` and read by the table's calls.
+A new served part (say, a sampler that re-runs the baseline profile on a share of pruned
+requests) is one more optional field of `ServiceParts`, built in `build_parts` and read where the
+table's calls run the work (endpoints.py: `call=lambda parts, r: parts.core.zero_shot(r, ...)`;
+the batched HTTP route of `/v1/embed_images` in http.py).
 """
 
 from __future__ import annotations

@@ -252,7 +252,15 @@ class ErrorInfo(_Response):
     """A 4xx body: `error` is the message; `field` names the offending request field."""
 
     error: str
-    kind: Literal["invalid", "not_found", "too_large", "conflict", "read_only", "unavailable"]
+    kind: Literal[
+        "invalid",
+        "not_found",
+        "too_large",
+        "conflict",
+        "read_only",
+        "other_profile",
+        "unavailable",
+    ]
     field: str | None = None
 
 
