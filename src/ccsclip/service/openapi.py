@@ -41,6 +41,13 @@ STATUS_TEXT = {
     503: "Milvus is unavailable; retry after `retry-after` seconds.",
 }
 GATE = (401, 403, 429)
+# BentoML's own routes (GET, plain text), listed so the document covers the whole server
+INFRA = {
+    "/livez": "200 while the server process is alive (Kubernetes liveness).",
+    "/readyz": "200 once the service is ready for traffic, else 503 (Kubernetes readiness).",
+    "/healthz": "The same as /livez (kept for older Kubernetes).",
+    "/metrics": "Prometheus metrics of every worker (text exposition format).",
+}
 
 
 class _Components:
@@ -103,14 +110,28 @@ def _operation(
     return operation
 
 
+def _infra(path: str, settings: ServiceSettings, keys: bool) -> dict[str, Any]:
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    responses: dict[str, Any] = {"200": {"description": INFRA[path], "content": text}}
+    if path == "/readyz":
+        responses["503"] = {"description": "Not ready yet.", "content": text}
+    operation: dict[str, Any] = {"operationId": path.strip("/"), "responses": responses}
+    if path == "/metrics" and keys and settings.metrics_require_key:
+        responses["401"] = _json({"$ref": REF.format(model="Refusal")}, STATUS_TEXT[401])
+        operation["security"] = [{"bearer": []}]
+    return {"get": operation}
+
+
 def document(settings: ServiceSettings) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the API routes (the endpoint table's), for these settings."""
+    """The OpenAPI 3.1 document of the API routes (the endpoint table's) and BentoML's own,
+    for these settings."""
     parts = _Components()
     parts.model(s.ErrorInfo, "serialization")
     parts.model(s.Refusal, "serialization")
     secret = settings.api_keys.get_secret_value() if settings.api_keys else None
     keys = KeyRing.load(settings.api_keys_file, secret).enabled
     paths = {e.route: {"post": _operation(e, parts, settings, keys)} for e in ENDPOINTS}
+    paths |= {path: _infra(path, settings, keys) for path in INFRA}
     components: dict[str, Any] = {"schemas": dict(sorted(parts.schemas.items()))}
     if keys:
         components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
