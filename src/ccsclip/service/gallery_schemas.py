@@ -51,7 +51,7 @@ from ccsclip.service.schemas import (
     _Request,
     _Response,
 )
-from ccsclip.service.settings import get_settings
+from ccsclip.service.settings import ServiceSettings, get_settings
 
 BackendName = Literal["exact", "hnsw", "milvus"]
 
@@ -180,10 +180,17 @@ BiasAttributes = Annotated[
 ]
 
 
+def creatable_backends(settings: ServiceSettings) -> list[str]:
+    """The backends a server can create galleries with: exact and hnsw in the gallery root
+    (CCSCLIP_GALLERY_ROOT), milvus with a Milvus server (CCSCLIP_MILVUS_URI)."""
+    local = ["exact", "hnsw"] if settings.gallery_root else []
+    return local + (["milvus"] if settings.milvus_uri else [])
+
+
 def _backend_params(schema: dict[str, Any]) -> None:
     """The backends this server can create and the `params` each takes (store.check_params), as
-    the schema states them: exact takes none, milvus only with CCSCLIP_MILVUS_URI set."""
-    backends = ["exact", "hnsw"] + (["milvus"] if get_settings().milvus_uri else [])
+    the schema states them: exact takes none."""
+    backends = creatable_backends(get_settings())
     schema["properties"]["backend"]["enum"] = backends
 
     def branch(backend: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -201,11 +208,14 @@ def _backend_params(schema: dict[str, Any]) -> None:
         found = model.model_json_schema()
         return {"type": "object", "properties": found["properties"], "additionalProperties": False}
 
-    schema["anyOf"] = [
-        branch("exact", {"type": "object", "maxProperties": 0}),
-        branch("hnsw", params_of(HnswParams)),
-        *([branch("milvus", params_of(MilvusParams))] if "milvus" in backends else []),
-    ]
+    branches = {
+        "exact": lambda: branch("exact", {"type": "object", "maxProperties": 0}),
+        "hnsw": lambda: branch("hnsw", params_of(HnswParams)),
+        "milvus": lambda: branch("milvus", params_of(MilvusParams)),
+    }
+    schema["anyOf"] = [branches[name]() for name in backends]
+    if "hnsw" not in backends:  # the default backend: `backend` must be named
+        schema["required"] = [*schema.get("required", []), "backend"]
 
 
 class GalleryCreateRequest(_Request):

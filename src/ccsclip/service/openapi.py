@@ -8,7 +8,8 @@ stay nullable, and the constraints that validator functions enforce are stated b
 status an endpoint can answer is listed with its body: 400 and 413 for every call, the
 endpoint's own (`Endpoint.errors`: 404, 409, 503), 429 when load shedding is on, 401/403 with a
 bearer security scheme when API keys are configured. The one rule a schema cannot state, item
-ids unique within an upsert, is in the field's description.
+ids unique within an upsert, is in the field's description. A server without a gallery root or
+Milvus cannot create galleries: its document leaves the create route out.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from ccsclip.service import schemas as s
 from ccsclip.service.endpoints import ENDPOINTS, Endpoint
+from ccsclip.service.gallery_schemas import creatable_backends
 from ccsclip.service.keys import KeyRing
 from ccsclip.service.settings import ServiceSettings, get_settings
 
@@ -130,7 +132,9 @@ def document(settings: ServiceSettings) -> dict[str, Any]:
     parts.model(s.Refusal, "serialization")
     secret = settings.api_keys.get_secret_value() if settings.api_keys else None
     keys = KeyRing.load(settings.api_keys_file, secret).enabled
-    paths = {e.route: {"post": _operation(e, parts, settings, keys)} for e in ENDPOINTS}
+    can_create = bool(creatable_backends(settings))
+    served = [e for e in ENDPOINTS if e.name != "galleries_create" or can_create]
+    paths = {e.route: {"post": _operation(e, parts, settings, keys)} for e in served}
     paths |= {path: _infra(path, settings, keys) for path in INFRA}
     components: dict[str, Any] = {"schemas": dict(sorted(parts.schemas.items()))}
     if keys:
