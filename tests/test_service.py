@@ -734,3 +734,44 @@ def test_settings_default_to_the_bundle_s_own_probes_and_galleries(tmp_path, mon
     monkeypatch.setenv("CCSCLIP_GALLERIES", "")
     settings = ServiceSettings()
     assert settings.probe_dirs() == [Path("/a/x"), Path("/b/y")] and settings.gallery_dirs() == []
+
+
+def test_the_served_parts_are_built_once_and_the_table_reads_them(world, tmp_path):
+    """`build_parts` wires core, galleries and probes together (nothing attached later); the
+    table's calls and profile labels take those parts."""
+    import dataclasses
+
+    from prometheus_client import CollectorRegistry
+
+    from ccsclip.service import gallery_schemas as g
+    from ccsclip.service import schemas as s
+    from ccsclip.service.core import NO_PROFILE
+    from ccsclip.service.endpoints import BY_NAME
+    from ccsclip.service.metrics import Metrics
+    from ccsclip.service.parts import build_parts
+    from ccsclip.service.settings import ServiceSettings
+
+    settings = ServiceSettings(
+        bundle=world.bundle,
+        galleries=[world.gallery],
+        probes=world.probe_dirs,
+        probe_cache_dir=tmp_path / "probe-cache",
+    )
+    parts = build_parts(settings, transport="grpc", metrics=Metrics(CollectorRegistry()))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parts.probes = None  # type: ignore[misc]
+    listed = BY_NAME["profiles"].call(parts, s.EmptyRequest())
+    assert listed.galleries == [GALLERY] and sorted(listed.probes) == sorted(
+        p.name for p in world.probe_dirs
+    )
+    assert BY_NAME["probes"].call(parts, s.EmptyRequest()).runs == 0  # not started
+    info = BY_NAME["galleries_info"].call(parts, g.GalleryNameRequest(gallery=GALLERY))
+    assert info.count > 0 and info.profile == DEFAULT
+    # where each entry's metrics label comes from: the gallery's profile, the request's, none
+    search = {"gallery": GALLERY, "text": "red", "profile": PRUNED}
+    assert BY_NAME["galleries_search"].profile_label(parts, search) == DEFAULT
+    assert BY_NAME["zero_shot"].profile_label(parts, {"profile": PRUNED}) == PRUNED
+    assert BY_NAME["zero_shot"].profile_label(parts, {"profile": "nope"}) == NO_PROFILE
+    assert BY_NAME["galleries_delete"].profile_label(parts, {"gallery": GALLERY}) == NO_PROFILE
+    mixed = [{"profile": DEFAULT}, {"profile": PRUNED}]
+    assert BY_NAME["embed_images"].profile_label(parts, mixed) == "mixed"

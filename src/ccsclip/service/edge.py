@@ -246,7 +246,7 @@ class EdgeMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http" and path == DOCS_PATH and scope.get("method") in ("GET", "HEAD"):
+        if scope["type"] == "http" and path == DOCS_PATH and scope.get("method") == "GET":
             await _send_json(send, 200, openapi_json())
             return
         if scope["type"] != "http" or scope.get("method") != "POST" or path not in BY_ROUTE:
