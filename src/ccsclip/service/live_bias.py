@@ -43,14 +43,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ccsclip.engine.galleries.counts import MISSING, value_label
+from ccsclip.engine.galleries.base import Gallery, Hit
+from ccsclip.engine.galleries.counts import value_label
 from ccsclip.fairness import expected_max_skew
 
 log = logging.getLogger(__name__)
 
 MAX_VALUES = 32
 OTHER = "other"
-__all__ = ["MISSING", "LiveBias", "observe_search", "value_label"]
 _EPS = 1e-12  # as ccsclip.fairness
 
 
@@ -92,7 +92,7 @@ class LiveBias:
         self._unsupported: set[str] = set()
         self._lock = threading.Lock()
 
-    def _gallery_counts(self, gallery: Any, attributes: list[str]) -> dict | None:
+    def _gallery_counts(self, gallery: Gallery, attributes: list[str]) -> dict | None:
         """{attribute: lumped value counts} of the gallery now; the share gauges follow them."""
         meta = gallery.meta
         try:
@@ -118,9 +118,19 @@ class LiveBias:
                     self.metrics.live_gallery_share(meta.name, attribute, value, n / total)
         return counts
 
+    def observe_search(
+        self, gallery: Gallery, hits: Sequence[Hit], search_filter: Mapping | None
+    ) -> None:
+        """The gallery-search hook: never lets a metrics problem fail the search."""
+        try:
+            metadata = [h.metadata for h in hits]
+            self.observe(gallery, gallery.meta.profile.name, metadata, search_filter)
+        except Exception as exc:  # pragma: no cover - defensive: metrics never break a search
+            log.warning("live bias not recorded for gallery %r: %s", gallery.meta.name, exc)
+
     def observe(
         self,
-        gallery: Any,
+        gallery: Gallery,
         profile: str,
         hits: Sequence[Mapping[str, Any]],
         search_filter: Mapping[str, Any] | None = None,
@@ -145,19 +155,3 @@ class LiveBias:
             observed = max(skews(top, shares).values())
             null = expected_max_skew(tuple(sorted(per_value.values())), min(len(hits), total))
             self.metrics.live_maxskew(profile, name, attribute, observed, null)
-
-
-_instances: dict[int, LiveBias] = {}
-
-
-def observe_search(
-    core: Any, gallery: Any, hits: Sequence[Any], search_filter: Mapping | None
-) -> None:
-    """The gallery-search hook: never lets a metrics problem fail the search."""
-    try:
-        live = _instances.get(id(core.metrics))
-        if live is None:
-            live = _instances.setdefault(id(core.metrics), LiveBias(core.metrics))
-        live.observe(gallery, gallery.meta.profile.name, [h.metadata for h in hits], search_filter)
-    except Exception as exc:  # pragma: no cover - defensive: metrics never break a search
-        log.warning("live bias not recorded for gallery %r: %s", gallery.meta.name, exc)

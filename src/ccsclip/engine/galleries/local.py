@@ -40,7 +40,14 @@ from typing import Any
 import numpy as np
 
 from ccsclip.engine.galleries import wal
-from ccsclip.engine.galleries.base import Filter, GalleryBackend, Hit, Metadata, SearchParams
+from ccsclip.engine.galleries.base import (
+    Filter,
+    GalleryBackend,
+    GalleryFacts,
+    Hit,
+    Metadata,
+    SearchParams,
+)
 from ccsclip.engine.galleries.counts import ValueCounts
 from ccsclip.engine.galleries.exact import ExactBackend
 from ccsclip.engine.galleries.hnsw import HnswBackend, HnswParams
@@ -403,16 +410,16 @@ class LocalGallery:
                 vectors, metadata = self.backend.get(chunk)
             yield chunk, vectors, metadata
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> GalleryFacts:
         with self._lock:
             self.sync()
-            return {
-                "count": self.backend.count(),
-                "last_write_at": self.last_write,
-                "seq": self.seq,
-                "generation": self.generation,
-                "details": self.backend.info(),
-            }
+            return GalleryFacts(
+                count=self.backend.count(),
+                last_write_at=self.last_write,
+                seq=self.seq,
+                generation=self.generation,
+                backend=self.backend.info(),
+            )
 
     def metadata(self) -> list[Metadata]:
         with self._lock:

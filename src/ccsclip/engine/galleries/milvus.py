@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ccsclip.engine.galleries.base import Filter, Hit, Metadata, SearchParams
+from ccsclip.engine.galleries.base import Filter, GalleryFacts, Hit, Metadata, SearchParams
 from ccsclip.engine.galleries.counts import ValueCounts
 from ccsclip.engine.galleries.meta import LiveGalleryMeta
 from ccsclip.errors import CcsclipError, NotFoundError, UnavailableError
@@ -236,7 +236,7 @@ class MilvusConnection:
 
 
 class MilvusGallery:
-    """One Milvus-backed gallery; the same methods as LocalGallery."""
+    """One Milvus-backed gallery (a `base.Gallery`, as LocalGallery is)."""
 
     def __init__(self, connection: MilvusConnection, meta: LiveGalleryMeta) -> None:
         self.conn = connection
@@ -368,21 +368,19 @@ class MilvusGallery:
         ]
 
     @guarded
-    def info(self) -> dict[str, Any]:
+    def info(self) -> GalleryFacts:
         record = self.conn.record(self.meta.name)
         if record is None or record["meta"]["uid"] != self.meta.uid:
             raise NotFoundError(f"gallery {self.meta.name!r} was dropped")
-        return {
-            "count": self.count(),
-            "last_write_at": record.get("last_write_at"),
-            "seq": None,
-            "generation": None,
-            "details": {
+        return GalleryFacts(
+            count=self.count(),
+            last_write_at=record.get("last_write_at"),
+            backend={
                 "uri": self.conn.uri,
                 "collection": self.collection,
                 **self.params.model_dump(),
             },
-        }
+        )
 
     def close(self) -> None:
         pass

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ccsclip.engine.galleries import legacy, local
-from ccsclip.engine.galleries.base import check_name
+from ccsclip.engine.galleries.base import Gallery, check_name
 from ccsclip.engine.galleries.hnsw import HnswParams
 from ccsclip.engine.galleries.meta import LiveGalleryMeta, check_binding, new_meta
 from ccsclip.engine.galleries.milvus import MilvusConnection, MilvusGallery, MilvusParams
@@ -41,7 +41,6 @@ from ccsclip.errors import (
 )
 
 log = logging.getLogger(__name__)
-Gallery = local.LocalGallery | MilvusGallery
 ROOT_LOCK = local.ROOT_LOCK
 TRASH = ".dropped-"
 
