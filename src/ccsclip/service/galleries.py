@@ -18,8 +18,9 @@ import logging
 from typing import Any
 
 from ccsclip.engine.engine import Engine
-from ccsclip.engine.galleries.base import Gallery, SearchParams
+from ccsclip.engine.galleries.base import SearchParams
 from ccsclip.engine.galleries.milvus import MilvusConnection
+from ccsclip.engine.galleries.protocol import Gallery
 from ccsclip.engine.galleries.store import GalleryStore
 from ccsclip.errors import CcsclipError, UnavailableError
 from ccsclip.service import gallery_schemas as g

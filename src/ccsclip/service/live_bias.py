@@ -43,8 +43,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ccsclip.engine.galleries.base import Gallery, Hit
+from ccsclip.engine.galleries.base import Hit
 from ccsclip.engine.galleries.counts import value_label
+from ccsclip.engine.galleries.protocol import Gallery
 from ccsclip.fairness import expected_max_skew
 
 log = logging.getLogger(__name__)

@@ -19,13 +19,10 @@ from __future__ import annotations
 import abc
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:  # meta.py imports this module's name pattern
-    from ccsclip.engine.galleries.meta import LiveGalleryMeta
+from typing import Any
 
 import numpy as np
 
@@ -73,39 +70,6 @@ class GalleryFacts:
         """The flat `details` of the served gallery info: log position, then backend facts."""
         position = {"seq": self.seq, "generation": self.generation}
         return {**{k: v for k, v in position.items() if v is not None}, **self.backend}
-
-
-class Gallery(Protocol):
-    """One served gallery (folder or Milvus): thread-safe; writes return (items changed, count
-    after the write)."""
-
-    meta: LiveGalleryMeta
-
-    def upsert(
-        self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Metadata]
-    ) -> tuple[int, int]: ...
-
-    def delete(self, ids: Sequence[str]) -> tuple[int, int]: ...
-
-    def search(
-        self, query: np.ndarray, k: int, spec: Filter | None, params: SearchParams | None
-    ) -> list[Hit]: ...
-
-    def count(self) -> int: ...
-
-    def contains(self, ids: Sequence[str]) -> set[str]: ...
-
-    def items(
-        self, batch: int = 1024
-    ) -> Iterator[tuple[list[str], np.ndarray, list[Metadata]]]: ...
-
-    def info(self) -> GalleryFacts: ...
-
-    def value_counts(self) -> dict[str, dict[str, int]]:
-        """{declared bias attribute: {value: live items}}, kept as the gallery is written."""
-        ...
-
-    def close(self) -> None: ...
 
 
 def check_name(name: Any, field: str = "gallery") -> str:

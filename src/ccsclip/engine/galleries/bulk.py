@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ccsclip.engine.galleries.store import Gallery, GalleryStore
+from ccsclip.engine.galleries.protocol import Gallery
+from ccsclip.engine.galleries.store import GalleryStore
 from ccsclip.engine.gallery import list_gallery_images, read_image
 from ccsclip.engine.identity import EmbeddingModel
 from ccsclip.errors import InvalidInputError, NotFoundError
