@@ -94,6 +94,11 @@ class JudgeSettings:
             if not margin >= 0.0 or math.isinf(margin):
                 raise InvalidInputError(f"the margin of {key} must be finite and >= 0")
 
+    def is_full_model(self, arm: str, figure: Figure) -> bool:
+        """Whether `arm` is declared the full model on `figure`: its value is then fixed by
+        definition (no series to read; pruned profiles alone export the shadow figures)."""
+        return figure.full_model_value is not None and self.full_model in {arm, "both"}
+
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
@@ -174,16 +179,15 @@ def judge_figure(
     """Compare one figure between the arms at level alpha."""
     margin = settings.margins.get(figure.key, figure.default_margin)
     full = {"control": False, "candidate": False}
-    if figure.full_model_value is not None:
-        for arm, moments in (("control", control), ("candidate", candidate)):
-            if settings.full_model in {arm, "both"}:
-                if moments is not None and moments.n > 0:
-                    raise InvalidInputError(
-                        f"the {arm} is declared the full model (--full-model "
-                        f"{settings.full_model}) but has {figure.metric} series, which only "
-                        "pruned profiles export: pass --full-model none (or the other arm)"
-                    )
-                full[arm] = True
+    for arm, moments in (("control", control), ("candidate", candidate)):
+        if settings.is_full_model(arm, figure):
+            if moments is not None and moments.n > 0:
+                raise InvalidInputError(
+                    f"the {arm} is declared the full model (--full-model "
+                    f"{settings.full_model}) but has {figure.metric} series, which only "
+                    "pruned profiles export: pass --full-model none (or the other arm)"
+                )
+            full[arm] = True
     estimated = 2 - sum(full.values())
     arm_alpha = alpha / max(estimated, 1)
     value = figure.full_model_value
@@ -253,8 +257,11 @@ def judge(
         for arm, selector in (("control", control), ("candidate", candidate))
     }
     for arm, selector in (("control", control), ("candidate", candidate)):
-        if all(m is None for m in moments[arm].values()):
-            names = ", ".join(f.counter("observations") for f in figures)
+        # An arm declared the full model on every judged figure has nothing to read (e.g. the
+        # baseline with only the shadow figures judged): its selector cannot be checked here.
+        read = [f for f in figures if not settings.is_full_model(arm, f)]
+        if read and all(moments[arm][f.key] is None for f in read):
+            names = ", ".join(f.counter("observations") for f in read)
             raise InvalidInputError(
                 f"the {arm} selector {selector} matches no series of {names} in "
                 f"{source.describe()}: check its labels against the servers' /metrics"
