@@ -18,7 +18,7 @@ from ccsclip.ab.confseq import (
     sequence_half_width,
     tuning,
 )
-from ccsclip.ab.figures import EXCESS_SKEW, TOP1_AGREEMENT
+from ccsclip.ab.figures import EMBED_COSINE, EXCESS_SKEW, TOP1_AGREEMENT
 from ccsclip.ab.verdict import JudgeSettings, decide, judge_figure
 from ccsclip.errors import InvalidInputError
 
@@ -240,3 +240,13 @@ def test_decision_rule():
 def test_settings_are_checked(bad):
     with pytest.raises(InvalidInputError):
         settings(**bad)
+
+
+def test_a_cosine_sequence_never_leaves_minus_one_to_one():
+    """Clipping to the figure's range keeps coverage and removes only impossible means."""
+    values = [0.99, 0.97, 1.0, 0.98]
+    moments = Moments(len(values), sum(values), sum(v * v for v in values))
+    result = judge_figure(EMBED_COSINE, None, moments, ALPHA, settings())
+    assert result.candidate.high == 1.0
+    assert result.candidate.low >= -1.0
+    assert result.candidate.low < result.candidate.mean < 1.0

@@ -7,6 +7,7 @@ mean and the variance of the per-observation values follow.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 COUNTER_SUFFIXES = ("observations", "positive", "negative", "squares")
@@ -22,7 +23,8 @@ class Figure:
     `full_model_value` is the value the full model has by definition (it agrees with itself);
     None where the figure has no such value. `prior_points` are pseudo-observations that only
     enter the variance (confseq.mean_sequence), so a run of identical values cannot collapse
-    the interval.
+    the interval. `bounds` is the range every value lies in (a cosine: [-1, 1]); a sequence is
+    clipped to it, which keeps its coverage and only removes values the mean cannot take.
     """
 
     key: str
@@ -33,6 +35,7 @@ class Figure:
     full_model_value: float | None
     prior_points: tuple[float, ...]
     zero_one: bool = False
+    bounds: tuple[float, float] = (-math.inf, math.inf)  # where every value lies by definition
 
     def counter(self, suffix: str) -> str:
         """The series name of one of the four counters, as a scrape spells it."""
@@ -69,6 +72,7 @@ EMBED_COSINE = Figure(
     default_margin=0.05,
     full_model_value=1.0,
     prior_points=(0.0, 1.0),
+    bounds=(-1.0, 1.0),
 )
 FIGURES: tuple[Figure, ...] = (EXCESS_SKEW, TOP1_AGREEMENT, EMBED_COSINE)
 FIGURES_BY_KEY = {f.key: f for f in FIGURES}

@@ -125,6 +125,8 @@ def _summary(
         interval = Interval(float(low), float(high))
     else:
         interval = mean_sequence(moments, alpha, settings.min_samples, figure.prior_points)
+        low, high = figure.bounds
+        interval = Interval(max(interval.low, low), min(interval.high, high))
     summary = ArmSummary(
         n=moments.n,
         mean=moments.mean,
