@@ -239,6 +239,25 @@ def test_attribution_stage_off_attributes_nothing(small_world, tiny, tmp_path):
     assert not (tmp_path / "asked").exists()
 
 
+def test_attribution_never_imports_the_search():
+    """The stages' imports run one way: the search imports attribution, never the reverse."""
+    import ast
+
+    import ccsclip.profiles.attribute as attribution
+
+    for path in Path(attribution.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                assert not name.startswith("ccsclip.profiles.search"), (path.name, name)
+
+
 def test_search_profile_records_its_provenance(searched, small_world):
     out, result, _ = searched
     for name, path in result["profiles"].items():

@@ -165,9 +165,9 @@ def print_result(result: SearchResult) -> None:
         out.print(f"no profile chosen: {result.chosen_reason}")
         return
     verdict_ = result.verdict()
-    change = verdict_["change"]
-    verdict = "lowers" if verdict_["beats_baseline"] else "does not lower"
-    sure = "(interval excludes 0)" if verdict_["significant"] else "(interval includes 0)"
+    change = verdict_.change or {}
+    verdict = "lowers" if verdict_.beats_baseline else "does not lower"
+    sure = "(interval excludes 0)" if verdict_.significant else "(interval includes 0)"
     out.print(
         f"chosen {chosen.name} ({', '.join(chosen.heads)}) {verdict} validation {metric}: "
         f"change against the baseline {change['value']:+.3f} "

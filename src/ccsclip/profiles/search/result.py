@@ -186,6 +186,25 @@ class CheckResult(BaseModel):
         return self.model_dump()
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the chosen set lowers the objective (point value) and surely (interval below 0);
+    `change` is its paired interval against the baseline, absent when nothing was chosen."""
+
+    beats_baseline: bool
+    significant: bool
+    change: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "beats_baseline": self.beats_baseline,
+            "significant": self.significant,
+        }
+        if self.change is not None:
+            out["change"] = self.change
+        return out
+
+
 @dataclass
 class SearchResult:
     """Everything a search found, and what its profiles need to record where they came from."""
@@ -215,16 +234,12 @@ class SearchResult:
     def metric(self) -> str:
         return self.objective.metric
 
-    def verdict(self) -> dict[str, Any]:
+    def verdict(self) -> Verdict:
         """Whether the chosen set lowers the objective against the baseline, and surely."""
         if self.chosen is None:
-            return {"beats_baseline": False, "significant": False}
+            return Verdict(beats_baseline=False, significant=False)
         diff = self.chosen.validation[self.metric]["minus_baseline"]
-        return {
-            "beats_baseline": diff["value"] < 0,
-            "significant": diff["high"] < 0,
-            "change": diff,
-        }
+        return Verdict(beats_baseline=diff["value"] < 0, significant=diff["high"] < 0, change=diff)
 
     def to_dict(self) -> dict[str, Any]:
         """The pareto.json document."""
@@ -243,7 +258,7 @@ class SearchResult:
             "arms": [a.to_dict() for a in self.arms],
             "chosen": self.chosen.to_dict() if self.chosen else None,
             "chosen_reason": self.chosen_reason,
-            **self.verdict(),
+            **self.verdict().to_dict(),
             "check": self.check.to_dict() if self.check else None,
             "attribution": self.attribution.to_dict() if self.attribution else None,
             "timing": self.timing,
