@@ -52,7 +52,7 @@ from ccsclip.profiles.search.data import (
     load_bias_data,
     probe_parts,
 )
-from ccsclip.profiles.search.direct_cache import build_cache
+from ccsclip.profiles.search.direct_cache import DirectCache, build_cache
 from ccsclip.profiles.search.greedy import Constraint, PathPoint, Scorer, search_path
 from ccsclip.profiles.search.measure import Evaluator, with_intervals
 from ccsclip.profiles.search.null import null_points
@@ -206,8 +206,14 @@ class SearchRun:
             self.means_sha256 = sha256_file(options.means)
         self.k = _objective_k(options)
         self.metric = f"maxskew@{self.k}"
+        # what each stage leaves behind, defined (empty) before it runs
         self.reach: Reach | None = None  # the attribution stage's figures, when it ran
         self.candidates: list[Head] = []
+        self.probes: list[ProbeData] = []
+        self.ks: list[int] = []
+        self.caches: list[DirectCache] = []
+        self.search_forward_images = 0
+        self.candidate_evaluations = 0
         self.base_stats = None  # the baseline's validation points and bootstrap replicates
 
     def attribute(self) -> None:
