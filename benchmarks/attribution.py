@@ -48,7 +48,7 @@ def main() -> None:
     data, context = compute(loaded, options)  # warm-up; also gives texts and cells
     probe = load_probe(args.probe)
     images = load_image_tensor([path for path, _ in probe.rows], loaded.preprocess)
-    cells, texts = context["cells"], data.texts
+    cells, texts = context.cells, data.texts
     heads = [(layer, head) for layer in range(loaded.spec.layers) for head in range(2)]
     ablation_times = []
 

@@ -94,12 +94,12 @@ def phase_search(args) -> dict:
         "candidate_evaluations": result.method.candidate_evaluations,
         "candidates": len(result.method.candidates),
         "points": len(result.points),
-        "images": sum(p["images"]["all"] for p in probes),
-        "search_images": sum(p["images"]["search"] for p in probes),
-        "validation_images": sum(p["images"]["validation"] for p in probes),
+        "images": sum(p.images["all"] for p in probes),
+        "search_images": sum(p.images["search"] for p in probes),
+        "validation_images": sum(p.images["validation"] for p in probes),
         "peak_rss_mb": _peak_mb(),
         "peak_after_load_mb": after_load,
-        "cache_mb": sum(p["images"]["all"] for p in probes) * 49 * loaded.spec.width * 4 / 2**20,
+        "cache_mb": sum(p.images["all"] for p in probes) * 49 * loaded.spec.width * 4 / 2**20,
     }
 
 

@@ -50,7 +50,7 @@ echo "== 2/5 search heads that lower colour MaxSkew within 1 point of accuracy (
 ccsclip organism generate --out "$WORK/world-s1" --seed 1 > /dev/null  # another world, for a check
 ccsclip search "${MODEL[@]}" "${PROBES[@]}" --bias-probe "$W/bias-shape-colour" --attribute colour \
   --means "$WORK/rank/stats/means.safetensors" --ccs "$WORK/rank/ccs.json" --max-heads 4 --verify-top 3 \
-  --check-probe "$WORK/world-s1/bias-shape-colour" --out "$WORK/search"
+  --attribution --check-probe "$WORK/world-s1/bias-shape-colour" --out "$WORK/search"
 SEARCHED=()  # search.yaml exists only when a head set met the constraint on validation
 [ -f "$WORK/search/profiles/search.yaml" ] && SEARCHED=(--profile "$WORK/search/profiles/search.yaml")
 

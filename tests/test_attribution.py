@@ -18,6 +18,7 @@ from ccsclip.fairness import infer_relevance, max_skew_at_k, shuffled_null_max_s
 from ccsclip.heads.ablation import Ablation, ablated
 from ccsclip.heads.stats import load_means
 from ccsclip.profiles.attribute.gaps import point_estimate
+from ccsclip.profiles.attribute.result import AttributionResult
 from ccsclip.profiles.attribute.run import AttributionOptions, compute, summarise
 from ccsclip.zeroshot import encode_images
 
@@ -46,24 +47,24 @@ def test_parts_sum_to_the_embedding_and_the_gap(organism, attributed):
     # the true embedding is the model's own (float32 forward), to float32 rounding
     truth = encode_images(organism.model, _images(organism, context))
     assert torch.allclose(parts.embedding.float(), truth, atol=1e-5)
-    direct = _total_gaps(parts.embedding, data.texts, context["cells"])
+    direct = _total_gaps(parts.embedding, data.texts, context.cells)
     assert torch.allclose(data.gaps.sum(-1), direct, atol=1e-14, rtol=0)
     assert float(data.shares.sum()) == pytest.approx(1.0, abs=1e-12)
-    assert abs(result["by_kind"]["remainder"]["value"]) < 1e-9
+    assert abs(result.by_kind["remainder"].value) < 1e-9
     # the class token sees no image before the first attention: its centred part is zero
-    assert abs(result["by_kind"]["embed"]["value"]) < 1e-9
-    kinds = {c["kind"] for c in result["components"]}
+    assert abs(result.by_kind["embed"].value) < 1e-9
+    kinds = {c.kind for c in result.components}
     assert kinds == {"head", "mlp", "embed", "constant", "remainder"}
-    assert len(result["components"]) == 6 * 8 + 6 + 3
-    for comp in result["components"]:
-        share = comp["share"]
-        assert share["low"] <= share["value"] <= share["high"]
+    assert len(result.components) == 6 * 8 + 6 + 3
+    for comp in result.components:
+        share = comp.share
+        assert share.low <= share.value <= share.high
 
 
 def _images(organism, context):
     from ccsclip.profiles.probe_eval import load_image_tensor
 
-    root = Path(context["probe"]["path"]) / "images"
+    root = Path(context.probe.path) / "images"
     return load_image_tensor(sorted(root.iterdir()), organism.preprocess)
 
 
@@ -79,8 +80,8 @@ def test_first_order_prediction_of_one_head_ablation(organism, attributed, means
     means = load_means(means_file)
     with ablated(organism.model, Ablation.of([head], "mean", means)):
         after = encode_images(organism.model, images)
-    before = _total_gaps(data.parts.embedding, data.texts, context["cells"])
-    true_change = _total_gaps(after, data.texts, context["cells"]) - before
+    before = _total_gaps(data.parts.embedding, data.texts, context.cells)
+    true_change = _total_gaps(after, data.texts, context.cells) - before
     predicted = -data.gaps[..., c]
     mask = data.mask
     error = float((true_change - predicted)[mask].norm() / predicted[mask].norm())
@@ -102,6 +103,9 @@ def test_attribute_cli_writes_json_plot_and_table(small_world, means_file, tmp_p
     data = json.loads((out / "attribution.json").read_text())
     assert (out / "attribution.png").read_bytes()[:4] == b"\x89PNG"
     assert data["relevance"]["column"] == "shape"
+    # the typed result reads attribution.json back to the same document, key for key, in order
+    assert json.dumps(AttributionResult.model_validate(data).to_dict()) == json.dumps(data)
+    assert list(data)[:3] == ["schema", "model", "attribute"] and "timing" in data
     assert sum(c["share"]["value"] for c in data["components"]) == pytest.approx(1.0, abs=1e-9)
     assert [row["layer"] for row in data["by_layer"]] == list(range(6))
     for stats in data["maxskew"].values():
@@ -158,10 +162,10 @@ def test_null_of_an_attribute_blind_ranking_equals_its_max_skew():
 
 def test_evaluation_reports_the_null_beside_max_skew(organism, small_world):
     from ccsclip.probeset import load_probe
-    from ccsclip.profiles.probe_eval import bias_probe_result
+    from ccsclip.profiles.probe_eval import probe_result
 
     probe = load_probe(small_world / BIAS)
-    result = bias_probe_result(organism.model, organism.tokenizer, organism.preprocess, probe)
+    result = probe_result(organism.model, organism.tokenizer, organism.preprocess, probe)
     for row in result["maxskew"].values():
         assert row["relevance"] == "shape"
         assert 0 < row["null_mean"] < np.log(6)

@@ -72,7 +72,7 @@ def _search(world: Path, planted, out: Path, heads: int, *extra: str) -> tuple[d
     args += ["--bias-probe", str(world / "bias-shape-colour"), "--attribute", "colour"]
     args += ["--means", str(means), "--k", "20", "--max-heads", str(heads)]
     args += ["--max-accuracy-drop", "0.05", "--bootstrap", "20", "--random-seed", "0"]
-    args += ["--out", str(out), *extra]
+    args += ["--attribution", "--out", str(out), *extra]  # the attribution stage is read below
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return json.loads((out / "pareto.json").read_text()), result.output

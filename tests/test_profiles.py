@@ -187,14 +187,40 @@ def test_evaluation_matches_direct_computation(ranked, small_world):
             pruned = loaded.model.encode_image(images, normalize=True)
     for name, embeddings in (("baseline", plain), ("manual", pruned)):
         expected = float(((embeddings @ classes.T).argmax(1) == labels).float().mean())
-        got = results["profiles"][name]["results"][0]["accuracy"]
+        got = results.profiles[name].results[0].accuracy
         assert got == pytest.approx(expected)
-    skew = results["profiles"]["baseline"]["results"][1]["maxskew"]["colour@10"]
+    skew = results.profiles["baseline"].results[1].maxskew["colour@10"]
     queries = len(load_probe(probes[1]).spec.queries)
-    assert len(skew["per_query"]) == queries
-    assert skew["sum"] == pytest.approx(queries * skew["mean"])
+    assert len(skew.per_query) == queries
+    assert skew.sum == pytest.approx(queries * skew.mean)
     assert not torch.allclose(plain, pruned)
     assert isinstance(Ablation.of([(1, 0)]), Ablation)
+
+
+def test_evaluation_json_round_trips_through_the_typed_result(ranked, small_world, tmp_path):
+    """evaluation.json as `ccsclip evaluate` writes it, read into `Evaluation` and dumped again:
+    the same document, key for key and in the same order; the keys are those of the dict form."""
+    from ccsclip.profiles.cli import _evaluate
+    from ccsclip.profiles.evaluate import Evaluation
+
+    loaded, _, result = ranked
+    entries = [(p, f) for p, f in result["profiles"] if p.name in ("baseline", "random-s0")]
+    _evaluate(
+        loaded,
+        entries,
+        [small_world / "accuracy-colour", small_world / "bias-shape-colour"],
+        tmp_path,
+    )
+    text = (tmp_path / "evaluation.json").read_text()
+    written = json.loads(text)
+    assert list(written) == ["model", "probes", "profiles", "arms"]
+    profile = written["profiles"]["baseline"]
+    assert list(profile) == ["arm", "seed", "heads", "mode", "results", "summary"]
+    assert list(profile["summary"]) == ["mean_accuracy", "maxskew", "maxskew_null"]
+    assert [r["kind"] for r in profile["results"]] == ["accuracy", "bias"]
+    typed = Evaluation.model_validate(written)
+    assert json.dumps(typed.to_dict()) == json.dumps(written)
+    assert typed.arms["random"].profiles == 1 and typed.arms["baseline"].heads == 0
 
 
 def _cli(*args):

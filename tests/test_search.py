@@ -22,7 +22,7 @@ from ccsclip.profiles.schema import load_profile
 from ccsclip.profiles.search.batch_metrics import max_skew
 from ccsclip.profiles.search.bootstrap import resampled_max_skews
 from ccsclip.profiles.search.direct_cache import build_cache
-from ccsclip.profiles.search.split import Split, hash_fraction
+from ccsclip.profiles.split import Split, hash_fraction
 
 ACCURACY = ("shape", "colour", "size")
 
@@ -140,7 +140,7 @@ def test_estimate_gap_per_layer_is_smallest_for_the_last_layer(organism, means_f
 def searched(small_world, means_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("search")
     extra = ["--max-heads", "2", "--k", "10", "--max-accuracy-drop", "0.05"]
-    extra += ["--check-probe", str(small_world / "bias-shape-colour")]
+    extra += ["--check-probe", str(small_world / "bias-shape-colour"), "--attribution"]
     result = CliRunner().invoke(app, _args(small_world, means_file, out, *extra))
     assert result.exit_code == 0, result.output
     return out, json.loads((out / "pareto.json").read_text()), result.output
@@ -172,6 +172,90 @@ def test_search_reports_validation_points_with_constraint_flags(searched):
     if chosen is not None:
         assert chosen["meets_constraint"] == {"validation": True}
         assert result["check"]["chosen"]["maxskew@10"]["minus_baseline"]
+
+
+def test_attribution_stage_on_writes_its_figures_and_typed_parts_round_trip(searched):
+    """With --attribution the stage runs first: its figures in pareto.json and the verdict
+    printed; the typed parts of the result read back to the same JSON."""
+    from ccsclip.profiles.attribute.reach import Reach
+    from ccsclip.profiles.search.data import ProbeIdentity
+    from ccsclip.profiles.search.result import CheckResult
+
+    _, result, output = searched
+    assert list(result) == [
+        *("schema", "model", "objective", "constraint", "method", "ablation", "split"),
+        *("probes", "bootstrap", "baseline", "points", "arms", "chosen", "chosen_reason"),
+        *("beats_baseline", "significant", "change")[: 3 if result["chosen"] else 2],
+        *("check", "attribution", "timing", "profiles"),
+    ]
+    reach = result["attribution"]
+    assert list(reach) == [
+        "part", "by_kind", "top_components", "head_order", "verdict", "heads_reach"
+    ]  # fmt: skip
+    assert reach["part"] == "search" and len(reach["head_order"]) == 6 * 8
+    assert f"attribution: {reach['verdict']}" in " ".join(output.split())
+    assert result["timing"]["attribution_s"] > 0
+    assert Reach.model_validate(reach).to_dict() == reach
+    for probe in result["probes"]:
+        assert ProbeIdentity.model_validate(probe).to_dict() == probe
+    if result["check"] is not None:
+        assert CheckResult.model_validate(result["check"]).to_dict() == result["check"]
+
+
+def test_attribution_stage_off_attributes_nothing(small_world, tiny, tmp_path):
+    """Without --attribution (the default) nothing is attributed, nor written; asking for
+    attribution-ranked candidates without the stage is a clear error."""
+    from ccsclip.headref import Head
+    from ccsclip.profiles.search.run import SearchOptions, SearchRun
+
+    options = SearchOptions(
+        accuracy_probes=[small_world / f"accuracy-{c}" for c in ACCURACY],
+        bias_probes=[small_world / "bias-shape-colour"],
+        out=tmp_path / "o",
+        attribute="colour",
+        k=10,
+        mode="zero",
+        replicates=20,
+    )
+    run = SearchRun(tiny, options, progress=False)
+    run.attribute()
+    run.choose_candidates()
+    assert run.reach is None and "attribution_s" not in run.timing and run.means_sha256 is None
+    assert run.candidates and all(isinstance(h, Head) for h in run.candidates)
+
+    args = ["search", "-m", "ccsclip-tiny", "--mode", "zero", "--attribute", "colour"]
+    for concept in ACCURACY:
+        args += ["--probe", str(small_world / f"accuracy-{concept}")]
+    args += ["--bias-probe", str(small_world / "bias-shape-colour"), "--k", "10"]
+    args += ["--max-heads", "1", "--bootstrap", "20", "--max-accuracy-drop", "1"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "off")])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "off" / "pareto.json").read_text())
+    assert written["attribution"] is None and "attribution_s" not in written["timing"]
+    assert "attribution:" not in result.output
+    asked = [*args, "--candidates", "attribution:2", "--out", str(tmp_path / "asked")]
+    refused = CliRunner().invoke(app, asked)
+    assert refused.exit_code == 2 and "add --attribution" in refused.output, refused.output
+    assert not (tmp_path / "asked").exists()
+
+
+def test_attribution_never_imports_the_search():
+    """The stages' imports run one way: the search imports attribution, never the reverse."""
+    import ast
+
+    import ccsclip.profiles.attribute as attribution
+
+    for path in Path(attribution.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                assert not name.startswith("ccsclip.profiles.search"), (path.name, name)
 
 
 def test_search_profile_records_its_provenance(searched, small_world):

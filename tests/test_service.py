@@ -314,7 +314,7 @@ def offline(world, tmp_path_factory):
     from ccsclip.profiles.evaluate import evaluate_profiles
 
     profiles = make_profiles(world.loaded, tmp_path_factory.mktemp("profiles"))
-    return evaluate_profiles(world.loaded, profiles, world.probe_dirs, progress=False)
+    return evaluate_profiles(world.loaded, profiles, world.probe_dirs, progress=False).to_dict()
 
 
 def test_metrics_show_probe_gauges_equal_to_offline_evaluate(client, world, offline):

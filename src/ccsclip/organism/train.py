@@ -120,11 +120,11 @@ def evaluate_attributes(
 
 def evaluate_bias(loaded, seed: int, n_per_cell: int = 10) -> dict[str, Any]:
     """MaxSkew of colour for the shape queries on a fresh counterfactual pool."""
-    from ccsclip.profiles.probe_eval import bias_probe_result
+    from ccsclip.profiles.probe_eval import probe_result
 
     with tempfile.TemporaryDirectory() as tmp:
         probe = load_probe(write_bias_probe(tmp, n_per_cell, seed))
-        return bias_probe_result(loaded.model, loaded.tokenizer, loaded.preprocess, probe)
+        return probe_result(loaded.model, loaded.tokenizer, loaded.preprocess, probe)
 
 
 def _window_mean(losses: list[float], first: bool) -> float | None:

@@ -203,20 +203,20 @@ def _evaluate(loaded, entries, probes, out_dir: Path) -> None:
     from ccsclip.profiles.evaluate import evaluate_profiles, plot_tradeoff
 
     results = evaluate_profiles(loaded, entries, probes)
-    atomic_write_json(out_dir / "evaluation.json", results)
+    atomic_write_json(out_dir / "evaluation.json", results.to_dict())
     plot_tradeoff(results, out_dir / "tradeoff.png")
     view = Table(title="soft-pruned evaluation per arm")
     for column in ("arm", "profiles", "heads", "accuracy", "MaxSkew (mean over queries; null)"):
         view.add_column(column)
-    for arm, row in results["arms"].items():
+    for arm, row in results.arms.items():
         acc = (
             ""
-            if row["accuracy_mean"] is None
-            else (f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}")
+            if row.accuracy_mean is None
+            else (f"{row.accuracy_mean:.3f} ± {row.accuracy_std:.3f}")
         )
-        nulls = row["maxskew_null_mean"]
-        skew = ", ".join(f"{k} {v:.2f} ({nulls[k]:.2f})" for k, v in row["maxskew_mean"].items())
-        view.add_row(arm, str(row["profiles"]), str(row["heads"]), acc, skew)
+        nulls = row.maxskew_null_mean
+        skew = ", ".join(f"{k} {v:.2f} ({nulls[k]:.2f})" for k, v in row.maxskew_mean.items())
+        view.add_row(arm, str(row.profiles), str(row.heads), acc, skew)
     out.print(view)
     console.print(f"wrote {out_dir / 'evaluation.json'} and {out_dir / 'tradeoff.png'}")
 

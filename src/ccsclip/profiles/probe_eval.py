@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from ccsclip.fairness import random_ranking_max_skew, skew_table
-from ccsclip.probeset import AccuracyProbe, BiasProbe, Probe
+from ccsclip.probeset import AccuracyProbe, Probe
 from ccsclip.zeroshot import class_embeddings, encode_images
 
 
@@ -74,9 +74,6 @@ def score_probe(model, prepared: PreparedProbe) -> dict[str, Any]:
     return skew_table(probe, scores.T, prepared.nulls)
 
 
-def bias_probe_result(model, tokenizer, preprocess, probe: BiasProbe) -> dict[str, Any]:
-    return score_probe(model, prepare_probe(model, tokenizer, preprocess, probe))
-
-
 def probe_result(model, tokenizer, preprocess, probe: Probe) -> dict[str, Any]:
+    """Prepare and score one probe (accuracy or bias) with the model as it is."""
     return score_probe(model, prepare_probe(model, tokenizer, preprocess, probe))

@@ -2,6 +2,8 @@
 
 `parts` splits each image embedding into per-component parts, `gaps` splits each query's
 attribute gap into the same parts and turns them into shares, `run` puts one probe through both
-with bootstrap intervals, `report` writes attribution.json/png and prints the table; `cli` is
-`ccsclip attribute`. Definitions: docs/attribution.md.
+with bootstrap intervals into a typed `AttributionResult` (`result`), `report` writes
+attribution.json/png and prints the table; `reach` summarises several probes for the search's
+attribution stage; `cli` is `ccsclip attribute`. This package never imports the search.
+Definitions: docs/attribution.md.
 """

@@ -47,7 +47,7 @@ def attribute(
     from ccsclip.profiles.attribute.report import print_attribution, write_attribution
     from ccsclip.profiles.attribute.run import AttributionOptions
     from ccsclip.profiles.attribute.run import attribute as run_attribution
-    from ccsclip.profiles.search.split import Split
+    from ccsclip.profiles.split import Split
 
     try:
         options = AttributionOptions(

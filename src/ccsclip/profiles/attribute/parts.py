@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ccsclip.headref import Head
 from ccsclip.heads.attention import out_proj_blocks
 from ccsclip.heads.decompose import decompose
 from ccsclip.heads.resolve import resolve_heads
@@ -48,7 +49,7 @@ def component_names(n_layers: int, n_heads: int) -> list[tuple[str, str, int | N
     """(name, kind, layer) of every component, in the order of `Parts.terms`."""
     out: list[tuple[str, str, int | None]] = []
     for layer in range(n_layers):
-        out += [(f"L{layer}H{head}", "head", layer) for head in range(n_heads)]
+        out += [(Head(layer, head).label, "head", layer) for head in range(n_heads)]
         out.append((f"L{layer}.mlp", "mlp", layer))
     out += [("embed", "embed", None), ("constant", "constant", None)]
     out.append(("remainder", "remainder", None))

@@ -1,6 +1,6 @@
 """Attribute a bias probe's gaps to components: load, decompose, gaps, bootstrap, one result.
 
-    attribute(loaded, AttributionOptions(...)) -> result (the content of attribution.json)
+    attribute(loaded, AttributionOptions(...)) -> AttributionResult (attribution.json)
 
 Definitions in `parts.py` and `gaps.py` and in docs/attribution.md.
 """
@@ -11,7 +11,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,15 +20,26 @@ from ccsclip.fairness import infer_relevance, max_skew_at_k, shuffled_null_max_s
 from ccsclip.heads.stats import load_means
 from ccsclip.models import LoadedModel
 from ccsclip.probeset import load_probe, read_probe_spec
-from ccsclip.profiles.attribute.gaps import bootstrap_shares, make_cells, point_estimate
+from ccsclip.profiles.attribute.gaps import Cells, bootstrap_shares, make_cells, point_estimate
 from ccsclip.profiles.attribute.parts import KINDS, Parts, compute_parts
+from ccsclip.profiles.attribute.result import (
+    AttributedProbe,
+    AttributionResult,
+    BootstrapInfo,
+    Component,
+    Exactness,
+    LayerShares,
+    RelevanceInfo,
+    SkewWithNull,
+    TotalGap,
+    definition,
+)
+from ccsclip.profiles.intervals import Interval, interval
+from ccsclip.profiles.probe_checks import check_bias_spec
 from ccsclip.profiles.probe_eval import load_image_tensor
-from ccsclip.profiles.search.bootstrap import interval
-from ccsclip.profiles.search.data import check_bias_spec
-from ccsclip.profiles.search.split import Split
+from ccsclip.profiles.split import Split
 from ccsclip.zeroshot import class_embeddings
 
-RESULT_SCHEMA = "ccsclip/attribution/v1"
 PARTS = ("all", "search", "validation")
 
 
@@ -69,6 +79,18 @@ class Attributed:
     replicates: torch.Tensor  # [B, C]
 
 
+@dataclass
+class Context:
+    """What the figures are about: the probe and part, relevance, each image's metadata, the
+    cells (group x value) and the Ks that fit the part."""
+
+    probe: AttributedProbe
+    relevance: RelevanceInfo
+    metadata: list[dict[str, str]]
+    cells: Cells
+    ks: list[int]
+
+
 def _rows(probe, options: AttributionOptions) -> np.ndarray:
     everything = np.arange(len(probe.rows))
     if options.part == "all":
@@ -77,7 +99,7 @@ def _rows(probe, options: AttributionOptions) -> np.ndarray:
     return search if options.part == "search" else validation
 
 
-def compute(loaded: LoadedModel, options: AttributionOptions) -> tuple[Attributed, dict]:
+def compute(loaded: LoadedModel, options: AttributionOptions) -> tuple[Attributed, Context]:
     """Decompose the probe's images, split every gap into parts, bootstrap the shares."""
     options.check()
     probe = load_probe(options.bias_probe)
@@ -102,21 +124,21 @@ def compute(loaded: LoadedModel, options: AttributionOptions) -> tuple[Attribute
     parts = compute_parts(loaded.model, images, means, options.batch_size)
     gaps, mask, share = point_estimate(parts.terms, texts, cells)
     reps = bootstrap_shares(parts.terms, texts, cells, options.replicates, options.seed)
-    context = {
-        "probe": {
-            "name": probe.name,
-            "path": str(options.bias_probe),
-            "content_sha256": probe.spec.content_sha256,
-            "part": options.part,
-            "split": (options.split or Split()).to_dict() if options.part != "all" else None,
-            "n_images": len(rows),
-            "n_queries": len(queries),
-        },
-        "relevance": relevance.to_dict(),
-        "metadata": metadata,
-        "cells": cells,
-        "ks": [k for k in probe.spec.k if k <= len(rows)],
-    }
+    context = Context(
+        probe=AttributedProbe(
+            name=probe.name,
+            path=str(options.bias_probe),
+            content_sha256=probe.spec.content_sha256,
+            part=options.part,
+            split=(options.split or Split()).to_dict() if options.part != "all" else None,
+            n_images=len(rows),
+            n_queries=len(queries),
+        ),
+        relevance=RelevanceInfo.model_validate(relevance.to_dict()),
+        metadata=metadata,
+        cells=cells,
+        ks=[k for k in probe.spec.k if k <= len(rows)],
+    )
     return Attributed(parts, texts, values, gaps, mask, share, reps), context
 
 
@@ -125,32 +147,32 @@ def _grouped(attributed: Attributed, select: Sequence[bool]) -> tuple[float, tor
     return float(attributed.shares[chosen].sum()), attributed.replicates[:, chosen].sum(1)
 
 
-def _interval(value: float, reps: torch.Tensor) -> dict[str, float]:
-    return interval(value, reps.numpy())
+def _interval(value: float, reps: torch.Tensor) -> Interval:
+    return Interval(**interval(value, reps.numpy()))
 
 
-def _maxskew(attributed: Attributed, context: dict, attribute: str) -> dict[str, Any]:
+def _maxskew(attributed: Attributed, context: Context, attribute: str) -> dict[str, SkewWithNull]:
     """The model's MaxSkew@K on the attributed images with its null beside it."""
     scores = (attributed.texts @ attributed.parts.embedding.T).numpy()  # [Q, N]
-    column = [attrs[attribute] for attrs in context["metadata"]]
-    cells = context["cells"]
+    column = [attrs[attribute] for attrs in context.metadata]
+    cells = context.cells
     masks = (cells.query_group[:, None] == cells.image_group[None, :]).numpy()
-    ks = context["ks"]
+    ks = context.ks
     if not ks:
         return {}
     nulls = shuffled_null_max_skew(scores, column, masks, ks)
     return {
-        f"@{k}": {
-            "value": float(np.mean([max_skew_at_k(row, column, k) for row in scores])),
-            "null": nulls[k],
-        }
+        f"@{k}": SkewWithNull(
+            value=float(np.mean([max_skew_at_k(row, column, k) for row in scores])),
+            null=nulls[k],
+        )
         for k in ks
     }
 
 
 def summarise(
-    loaded: LoadedModel, options: AttributionOptions, attributed: Attributed, context: dict
-) -> dict[str, Any]:
+    loaded: LoadedModel, options: AttributionOptions, attributed: Attributed, context: Context
+) -> AttributionResult:
     """The result: shares per component, per kind, per layer (95% intervals), gaps by value."""
     parts = attributed.parts
     gaps, mask = attributed.gaps, attributed.mask
@@ -164,19 +186,17 @@ def summarise(
     for c, name in enumerate(parts.names):
         favoured = int(per_value[:, c].argmax())
         components.append(
-            {
-                "name": name,
-                "kind": parts.kinds[c],
-                "layer": parts.layers[c],
-                "share": _interval(float(attributed.shares[c]), attributed.replicates[:, c]),
-                "gap_rms": float(rms[c].sqrt()),
+            Component(
+                name=name,
+                kind=parts.kinds[c],
+                layer=parts.layers[c],
+                share=_interval(float(attributed.shares[c]), attributed.replicates[:, c]),
+                gap_rms=float(rms[c].sqrt()),
                 # first order: sum gap^2 after mean-ablating c alone, relative change
-                "removal": float(rms[c] / total_ms - 2 * attributed.shares[c]),
-                "gap_by_value": {
-                    v: float(per_value[a, c]) for a, v in enumerate(attributed.values)
-                },
-                "favours": attributed.values[favoured],
-            }
+                removal=float(rms[c] / total_ms - 2 * attributed.shares[c]),
+                gap_by_value={v: float(per_value[a, c]) for a, v in enumerate(attributed.values)},
+                favours=attributed.values[favoured],
+            )
         )
     by_kind = {
         kind: _interval(*_grouped(attributed, [k == kind for k in parts.kinds])) for kind in KINDS
@@ -184,64 +204,40 @@ def summarise(
     layers = sorted({layer for layer in parts.layers if layer is not None})
     by_layer = []
     for layer in layers:
-        row: dict[str, Any] = {"layer": layer}
+        shares = {}
         for kind in ("head", "mlp"):
             select = [
                 k == kind and i == layer for k, i in zip(parts.kinds, parts.layers, strict=True)
             ]
-            row[kind] = _interval(*_grouped(attributed, select))
-        by_layer.append(row)
+            shares[kind] = _interval(*_grouped(attributed, select))
+        by_layer.append(LayerShares(layer=layer, **shares))
     exact = (parts.terms.sum(1) - parts.embedding).abs().max()
-    return {
-        "schema": RESULT_SCHEMA,
-        "model": loaded.spec.to_dict(),
-        "attribute": options.attribute,
-        "probe": context["probe"],
-        "relevance": context["relevance"],
-        "definition": {
-            "gap": "gap(q,a) = mean score of relevant images with value a - mean over all "
-            "relevant images of q",
-            "share": "share_c = sum_{q,a} gap_c(q,a) gap(q,a) / sum_{q,a} gap(q,a)^2 "
-            "(sums to 1 over components)",
-            "parts": "direct terms of the unit image embedding, ln_post scale and norm frozen "
-            "per image, each centred on its mean; the centring constants form 'constant'",
-            "first_order": "mean-ablating c (scales frozen, no indirect effect) removes gap_c; "
-            "'removal' = the relative change of sum gap^2 that follows (negative: fewer gaps)",
-            "centring": parts.centring,
-        },
-        "total_gap": {
-            "rms": total_ms**0.5,
-            "by_value": {v: float(total_by_value[a]) for a, v in enumerate(attributed.values)},
-            "favours": attributed.values[int(total_by_value.argmax())],
-        },
-        "maxskew": _maxskew(attributed, context, options.attribute),
-        "by_kind": by_kind,
-        "by_layer": by_layer,
-        "components": components,
-        "exactness": {
-            "max_abs_parts_minus_embedding": float(exact),
-            "dtype": str(parts.terms.dtype).removeprefix("torch."),
-        },
-        "bootstrap": {
-            "replicates": options.replicates,
-            "seed": options.seed,
-            "resampled": "images and queries, with replacement",
-            "interval": "estimate ± 1.96 bootstrap SE",
-        },
-    }
+    return AttributionResult(
+        model=loaded.spec.to_dict(),
+        attribute=options.attribute,
+        probe=context.probe,
+        relevance=context.relevance,
+        definition=definition(parts.centring),
+        total_gap=TotalGap(
+            rms=total_ms**0.5,
+            by_value={v: float(total_by_value[a]) for a, v in enumerate(attributed.values)},
+            favours=attributed.values[int(total_by_value.argmax())],
+        ),
+        maxskew=_maxskew(attributed, context, options.attribute),
+        by_kind=by_kind,
+        by_layer=by_layer,
+        components=components,
+        exactness=Exactness(
+            max_abs_parts_minus_embedding=float(exact),
+            dtype=str(parts.terms.dtype).removeprefix("torch."),
+        ),
+        bootstrap=BootstrapInfo(replicates=options.replicates, seed=options.seed),
+    )
 
 
-def attribute(loaded: LoadedModel, options: AttributionOptions) -> dict[str, Any]:
+def attribute(loaded: LoadedModel, options: AttributionOptions) -> AttributionResult:
     """compute + summarise, with the wall time."""
     start = time.perf_counter()
     attributed, context = compute(loaded, options)
     result = summarise(loaded, options, attributed, context)
-    result["timing"] = {"total_s": time.perf_counter() - start}
-    return result
-
-
-def top_heads(result: dict[str, Any], n: int) -> list[str]:
-    """The n heads with the largest shares (the search's `--candidates attribution:N`)."""
-    heads = [c for c in result["components"] if c["kind"] == "head"]
-    heads.sort(key=lambda c: -c["share"]["value"])
-    return [c["name"] for c in heads[:n]]
+    return result.model_copy(update={"timing": {"total_s": time.perf_counter() - start}})

@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from ccsclip.headref import Head
 from ccsclip.profiles.rank.table import CcsTable
-from ccsclip.profiles.search.direct_cache import Head
 
 
 def _rows(table: CcsTable, candidates: Sequence[Head]):
@@ -33,7 +33,7 @@ def arm_heads(
             rows = sorted(rows, key=lambda r: (-r.ccs, -r.variance_share, r.layer, r.head))
         else:
             rows = sorted(rows, key=lambda r: (r.ccs, r.variance_share, r.layer, r.head))
-        return tuple(sorted((r.layer, r.head) for r in rows[:n]))
+        return tuple(sorted(Head(r.layer, r.head) for r in rows[:n]))
     if arm == "random":
         pool = sorted(candidates)
         if table is not None:

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ccsclip.profiles.intervals import interval
 from ccsclip.profiles.search.batch_metrics import correct
 from ccsclip.profiles.search.data import Part, ProbeData
-
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -119,19 +118,6 @@ def resampled_max_skews(
         skew = torch.log((counts / k) / (pool_share + 1e-12))
         out[k] = skew.masked_fill(counts == 0, float("-inf")).amax(-1)
     return out
-
-
-def interval(estimate: float, replicates: torch.Tensor | np.ndarray) -> dict[str, float]:
-    """estimate ± 1.96 bootstrap standard errors."""
-    se = float(np.std(np.asarray(replicates, dtype=np.float64), ddof=1))
-    half = Z95 * se
-    return {
-        "value": float(estimate),
-        "low": float(estimate - half),
-        "high": float(estimate + half),
-        "half_width": half,
-        "se": se,
-    }
 
 
 def difference(

@@ -60,7 +60,7 @@ def search(
         str,
         typer.Option(
             help="explicit candidates (L5H1,L5H3), or attribution:N = the N heads with the "
-            "largest shares of the bias gaps on the search part (`ccsclip attribute`)"
+            "largest shares of the bias gaps on the search part (needs --attribution)"
         ),
     ] = "",
     validation: Annotated[
@@ -77,13 +77,21 @@ def search(
     ] = None,
     name: Annotated[str, typer.Option(help="name of the chosen profile")] = "search",
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    attribution: Annotated[
+        bool,
+        typer.Option(
+            "--attribution/--no-attribution",
+            help="first attribute the bias gaps on the search part (heads, MLPs, embeddings): "
+            "its verdict goes into pareto.json; needed by --candidates attribution:N",
+        ),
+    ] = False,
 ) -> None:
     """Search head sets that lower bias within an accuracy constraint; verify, compare, write."""
     from ccsclip.errors import CcsclipError
     from ccsclip.models import load_model
     from ccsclip.profiles.search.greedy import Constraint
     from ccsclip.profiles.search.run import SearchOptions, run_search
-    from ccsclip.profiles.search.split import Split
+    from ccsclip.profiles.split import Split
 
     options = SearchOptions(
         accuracy_probes=probes,
@@ -106,6 +114,7 @@ def search(
         check_probes=check_probes or [],
         name=name,
         batch_size=batch_size,
+        attribution=attribution,
     )
     try:
         options.check()
@@ -150,15 +159,15 @@ def print_result(result: SearchResult) -> None:
         "relevant images: what no attribute preference gets"
     )
     if result.attribution is not None:
-        out.print(f"attribution: {result.attribution['verdict']}")
+        out.print(f"attribution: {result.attribution.verdict}")
     chosen = result.chosen
     if chosen is None:
         out.print(f"no profile chosen: {result.chosen_reason}")
         return
     verdict_ = result.verdict()
-    change = verdict_["change"]
-    verdict = "lowers" if verdict_["beats_baseline"] else "does not lower"
-    sure = "(interval excludes 0)" if verdict_["significant"] else "(interval includes 0)"
+    change = verdict_.change or {}
+    verdict = "lowers" if verdict_.beats_baseline else "does not lower"
+    sure = "(interval excludes 0)" if verdict_.significant else "(interval includes 0)"
     out.print(
         f"chosen {chosen.name} ({', '.join(chosen.heads)}) {verdict} validation {metric}: "
         f"change against the baseline {change['value']:+.3f} "

@@ -1,8 +1,8 @@
 """The probes of a search, loaded once: images, fixed text embeddings, labels, split indices.
 
 Checks what a search needs beyond a valid probe folder, with errors that say how to fix the call:
-an accuracy probe where a bias probe belongs (and the reverse), an attribute the probe lacks, a K
-larger than a part of the split.
+the probe's kind and attribute (`ccsclip.profiles.probe_checks`), a K larger than a part of the
+split.
 """
 
 from __future__ import annotations
@@ -14,22 +14,33 @@ from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from ccsclip.errors import InvalidInputError
 from ccsclip.models import LoadedModel
-from ccsclip.probeset import (
-    AccuracyProbe,
-    AccuracyProbeSpec,
-    BiasProbe,
-    BiasProbeSpec,
-    load_probe,
-)
+from ccsclip.probeset import AccuracyProbe, BiasProbe, load_probe
+from ccsclip.profiles.probe_checks import check_accuracy_spec, check_bias_spec
 from ccsclip.profiles.probe_eval import load_image_tensor
 from ccsclip.profiles.search.batch_metrics import accuracy, max_skew
-from ccsclip.profiles.search.split import Split
+from ccsclip.profiles.split import Split
 from ccsclip.zeroshot import class_embeddings
 
 Part = Literal["search", "validation", "all"]
+
+
+class ProbeIdentity(BaseModel):
+    """Which probe a figure comes from (content hash) and how many images each part holds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    kind: Literal["accuracy", "bias"]
+    path: str
+    content_sha256: str
+    images: dict[str, int]  # part -> number of images
+
+    def to_dict(self) -> dict[str, object]:
+        return self.model_dump()
 
 
 @dataclass
@@ -64,39 +75,13 @@ class ProbeData:
         scores = self.texts @ embeddings[rows].T
         return max_skew(scores, self.targets[rows], len(self.values), k)
 
-    def identity(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "path": self.path,
-            "content_sha256": self.content_sha256,
-            "images": {part: int(len(rows)) for part, rows in self.parts.items()},
-        }
-
-
-def check_accuracy_spec(directory: str | Path, spec: AccuracyProbeSpec | BiasProbeSpec) -> None:
-    """An accuracy probe where one is expected (the constraint), or a clear error."""
-    if spec.kind != "accuracy":
-        raise InvalidInputError(
-            f"probe {str(directory)!r} is a bias probe (kind: bias): pass it with --bias-probe; "
-            "--probe takes accuracy probes (kind: accuracy)"
-        )
-
-
-def check_bias_spec(
-    directory: str | Path, spec: AccuracyProbeSpec | BiasProbeSpec, attribute: str
-) -> None:
-    """A bias probe that has `attribute` where one is expected (the objective)."""
-    if spec.kind != "bias":
-        raise InvalidInputError(
-            f"probe {str(directory)!r} is an accuracy probe (kind: accuracy): --bias-probe needs "
-            "a bias probe (kind: bias, with metadata and neutral queries); pass accuracy probes "
-            "with --probe"
-        )
-    if attribute not in spec.attributes:
-        raise InvalidInputError(
-            f"bias probe {spec.name!r} has no attribute {attribute!r}: its attributes are "
-            f"{', '.join(spec.attributes)} (choose one with --attribute)"
+    def identity(self) -> ProbeIdentity:
+        return ProbeIdentity(
+            name=self.name,
+            kind=self.kind,
+            path=self.path,
+            content_sha256=self.content_sha256,
+            images={part: int(len(rows)) for part, rows in self.parts.items()},
         )
 
 

@@ -25,9 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ccsclip.errors import InvalidInputError
+from ccsclip.headref import Head
 from ccsclip.heads.walk import BlockStep, ResidualWalk
-
-Head = tuple[int, int]
 
 
 @dataclass
@@ -44,7 +43,7 @@ class DirectCache:
 
     def index(self, heads: Sequence[Head]) -> list[int]:
         lookup = {head: i for i, head in enumerate(self.heads)}
-        missing = [f"L{layer}H{head}" for layer, head in heads if (layer, head) not in lookup]
+        missing = [Head(*h).label for h in heads if h not in lookup]
         if missing:
             raise InvalidInputError(f"heads {', '.join(missing)} are not among the cached heads")
         return [lookup[h] for h in heads]
@@ -105,7 +104,7 @@ def _batch(
         if step.layer in wanted:
             terms = step.head_terms() - _cls_means(step, means)
             for head in wanted[step.layer]:
-                found[(step.layer, head)] = terms[:, head]
+                found[Head(step.layer, head)] = terms[:, head]
     assert walk.final is not None
     return walk.final[:, 0], torch.stack([found[h] for h in heads], dim=1)
 
@@ -131,7 +130,7 @@ def build_cache(
         deltas.append(d)
     ln = visual.ln_post
     return DirectCache(
-        heads=tuple(heads),
+        heads=tuple(Head(*h) for h in heads),
         residual=torch.cat(residuals),
         deltas=torch.cat(deltas),
         ln_weight=ln.weight.detach(),

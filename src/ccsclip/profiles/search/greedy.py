@@ -15,9 +15,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ccsclip.errors import InvalidInputError
+from ccsclip.headref import Head
 from ccsclip.profiles.search.batch_metrics import accuracy, max_skew
 from ccsclip.profiles.search.data import ProbeData
-from ccsclip.profiles.search.direct_cache import DirectCache, Head
+from ccsclip.profiles.search.direct_cache import DirectCache
 
 _TOLERANCE = 1e-9
 

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ccsclip.headref import Head
 from ccsclip.heads.ablation import Ablation, ablated
-from ccsclip.profiles.search.bootstrap import Resampler, difference, interval
+from ccsclip.profiles.intervals import interval
+from ccsclip.profiles.search.bootstrap import Resampler, difference
 from ccsclip.profiles.search.data import Part, ProbeData
-from ccsclip.profiles.search.direct_cache import DirectCache, Head
+from ccsclip.profiles.search.direct_cache import DirectCache
 from ccsclip.zeroshot import encode_images
 
 

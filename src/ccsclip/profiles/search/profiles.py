@@ -89,10 +89,10 @@ def search_profile(
                     "max_heads": result.constraint.max_heads,
                 },
                 probes=[
-                    SearchProbe(name=p["name"], kind=p["kind"], content_sha256=p["content_sha256"])
+                    SearchProbe(name=p.name, kind=p.kind, content_sha256=p.content_sha256)
                     for p in result.probes
                 ],
-                split=dict(result.split),
+                split=result.split.to_dict(),
                 validation=_validation_summary(entry),
             ),
         ),

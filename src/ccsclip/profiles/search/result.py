@@ -2,7 +2,9 @@
 searched profiles are written from, and what `ccsclip search` prints.
 
 `to_dict()` is the pareto.json document (schema `ccsclip/search/v1`), key for key and in the same
-order as before the result was typed, so files written by earlier versions read the same.
+order as before the result was typed, so files written by earlier versions read the same. The
+model, split, probes, check and attribution are typed too (`ModelSpec`, `Split`, `ProbeIdentity`,
+`CheckResult`, the attribution stage's `Reach`); only their `to_dict()` meets the file.
 Intervals stay plain dicts ({value, low, high, half_width[, minus_baseline]}, see `bootstrap`):
 their keys are the metric names, which depend on the K values of the run.
 """
@@ -11,9 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict
+
+from ccsclip.models import ModelSpec
+from ccsclip.profiles.attribute.reach import Reach
 from ccsclip.profiles.rank.table import CcsTable
+from ccsclip.profiles.search.data import ProbeIdentity
+from ccsclip.profiles.split import Split
+
+if TYPE_CHECKING:
+    from ccsclip.profiles.search.greedy import Constraint
 
 RESULT_SCHEMA = "ccsclip/search/v1"
 
@@ -46,6 +57,14 @@ class Measured:
     def search_value(self, metric: str) -> float:
         """The search part's objective: true when the step was verified, else the estimate."""
         return (self.search or self.estimate["search"])[metric]
+
+    def mark_constraint(self, constraint: Constraint, baseline_accuracy: float | None) -> None:
+        """The accuracy drop against the baseline (None: this is the baseline) and whether the
+        constraint allows it, on the validation part."""
+        value = self.value("accuracy")
+        base = value if baseline_accuracy is None else baseline_accuracy
+        self.accuracy_drop = {"validation": base - value}
+        self.meets_constraint = {"validation": constraint.allows(base, value)}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -153,66 +172,95 @@ class Bootstrap:
         }
 
 
+class CheckResult(BaseModel):
+    """The chosen set against the baseline on probes of another world (whole probes)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    probes: list[ProbeIdentity]
+    baseline: Intervals
+    null: dict[str, float]
+    chosen: Intervals
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the chosen set lowers the objective (point value) and surely (interval below 0);
+    `change` is its paired interval against the baseline, absent when nothing was chosen."""
+
+    beats_baseline: bool
+    significant: bool
+    change: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "beats_baseline": self.beats_baseline,
+            "significant": self.significant,
+        }
+        if self.change is not None:
+            out["change"] = self.change
+        return out
+
+
 @dataclass
 class SearchResult:
     """Everything a search found, and what its profiles need to record where they came from."""
 
-    model: dict[str, Any]
+    model: ModelSpec
     objective: Objective
     constraint: ConstraintInfo
     method: Method
     ablation: AblationInfo
-    split: dict[str, Any]
-    probes: list[dict[str, Any]]
+    split: Split
+    probes: list[ProbeIdentity]
     bootstrap: Bootstrap
     baseline: Measured
     points: list[Measured]
     arms: list[Measured]
     chosen: Measured | None
     chosen_reason: str
-    check: dict[str, Any] | None = None
+    check: CheckResult | None = None
     timing: dict[str, float] = field(default_factory=dict)
     profiles: dict[str, str] = field(default_factory=dict)  # name -> written YAML path
     name: str = "search"  # the chosen profile's name
     ccs_table: Path | None = None  # the table the candidates came from (not in pareto.json)
     table: CcsTable | None = None
-    attribution: dict[str, Any] | None = None  # where the bias lives, on the search part
+    attribution: Reach | None = None  # the attribution stage's figures, when it ran
 
     @property
     def metric(self) -> str:
         return self.objective.metric
 
-    def verdict(self) -> dict[str, Any]:
+    def verdict(self) -> Verdict:
         """Whether the chosen set lowers the objective against the baseline, and surely."""
         if self.chosen is None:
-            return {"beats_baseline": False, "significant": False}
+            return Verdict(beats_baseline=False, significant=False)
         diff = self.chosen.validation[self.metric]["minus_baseline"]
-        return {
-            "beats_baseline": diff["value"] < 0,
-            "significant": diff["high"] < 0,
-            "change": diff,
-        }
+        return Verdict(beats_baseline=diff["value"] < 0, significant=diff["high"] < 0, change=diff)
 
     def to_dict(self) -> dict[str, Any]:
         """The pareto.json document."""
         return {
             "schema": RESULT_SCHEMA,
-            "model": self.model,
+            "model": self.model.to_dict(),
             "objective": self.objective.to_dict(),
             "constraint": self.constraint.to_dict(),
             "method": self.method.to_dict(),
             "ablation": self.ablation.to_dict(),
-            "split": self.split,
-            "probes": self.probes,
+            "split": self.split.to_dict(),
+            "probes": [p.to_dict() for p in self.probes],
             "bootstrap": self.bootstrap.to_dict(),
             "baseline": self.baseline.to_dict(),
             "points": [p.to_dict() for p in self.points],
             "arms": [a.to_dict() for a in self.arms],
             "chosen": self.chosen.to_dict() if self.chosen else None,
             "chosen_reason": self.chosen_reason,
-            **self.verdict(),
-            "check": self.check,
-            "attribution": self.attribution,
+            **self.verdict().to_dict(),
+            "check": self.check.to_dict() if self.check else None,
+            "attribution": self.attribution.to_dict() if self.attribution else None,
             "timing": self.timing,
             "profiles": self.profiles,
         }

@@ -2,6 +2,9 @@
 
     run_search(loaded, SearchOptions(...)) -> SearchResult (also written as pareto.json)
 
+0. Attribution (only with `attribution=True`, `--attribution`): where the bias lives on the search
+   part of the bias probes (`ccsclip.profiles.attribute.reach`); its verdict goes into
+   pareto.json and `--candidates attribution:N` takes its top N heads. Off, nothing is attributed.
 1. Every probe is split by a hash of its file names (`split.py`); the search sees the search part.
 2. One forward pass per probe caches the direct-effect terms (`direct_cache.py`); a greedy or beam
    search (`greedy.py`) adds, step by step, the head that most lowers the bias objective among
@@ -30,39 +33,42 @@ from tqdm.auto import tqdm
 
 from ccsclip.errors import InvalidInputError
 from ccsclip.fileio import sha256_file
-from ccsclip.heads.layers import parse_layers
+from ccsclip.headref import Head
 from ccsclip.heads.stats import load_means
 from ccsclip.models import LoadedModel
 from ccsclip.probeset import load_probe, read_probe_spec
-from ccsclip.profiles.attribute.search_link import attribution_request, null_points, reach
-from ccsclip.profiles.rank.table import CcsTable, load_table
-from ccsclip.profiles.schema import NAME_RE, parse_head_names
+from ccsclip.profiles.attribute.reach import Reach, reach
+from ccsclip.profiles.attribute.run import AttributionOptions
+from ccsclip.profiles.probe_checks import check_accuracy_spec, check_bias_spec
+from ccsclip.profiles.rank.table import load_table
+from ccsclip.profiles.schema import NAME_RE
 from ccsclip.profiles.search.baselines import arms_at
 from ccsclip.profiles.search.bootstrap import Resampler
+from ccsclip.profiles.search.candidates import attribution_request, candidate_heads, parse_heads
 from ccsclip.profiles.search.data import (
     ProbeData,
-    check_accuracy_spec,
-    check_bias_spec,
     check_k_fits,
     load_accuracy_data,
     load_bias_data,
     probe_parts,
 )
-from ccsclip.profiles.search.direct_cache import Head, build_cache
+from ccsclip.profiles.search.direct_cache import DirectCache, build_cache
 from ccsclip.profiles.search.greedy import Constraint, PathPoint, Scorer, search_path
 from ccsclip.profiles.search.measure import Evaluator, with_intervals
+from ccsclip.profiles.search.null import null_points
 from ccsclip.profiles.search.pareto import pareto_flags, plot_pareto, write_pareto_json
 from ccsclip.profiles.search.profiles import write_search_profiles
 from ccsclip.profiles.search.result import (
     AblationInfo,
     Bootstrap,
+    CheckResult,
     ConstraintInfo,
     Measured,
     Method,
     Objective,
     SearchResult,
 )
-from ccsclip.profiles.search.split import Split
+from ccsclip.profiles.split import Split
 
 NAME_RE_COMPILED = re.compile(NAME_RE)
 
@@ -91,6 +97,7 @@ class SearchOptions:
     check_probes: Sequence[Path] = ()
     name: str = "search"
     batch_size: int = 256
+    attribution: bool = False  # the attribution stage: where the bias lives, before searching
 
     def check(self) -> None:
         """Cheap checks before a model is loaded: options, probe kinds, the attribute."""
@@ -126,6 +133,10 @@ def _check_inputs(options: SearchOptions) -> None:
         )
     if options.replicates < 20:
         raise InvalidInputError(f"--bootstrap {options.replicates}: use at least 20 resamples")
+    if attribution_request(options.candidates) is not None and not options.attribution:
+        raise InvalidInputError(
+            "--candidates attribution:N ranks heads by the attribution stage: add --attribution"
+        )
 
 
 def _objective_k(options: SearchOptions) -> int:
@@ -144,23 +155,6 @@ def _objective_k(options: SearchOptions) -> int:
     return max(common)
 
 
-def _candidates(loaded: LoadedModel, options: SearchOptions, table: CcsTable | None) -> list[Head]:
-    spec = loaded.spec
-    if options.candidates:
-        heads = parse_head_names(list(options.candidates))
-        bad = [f"L{a}H{b}" for a, b in heads if a >= spec.layers or b >= spec.heads]
-        if bad:
-            raise InvalidInputError(
-                f"candidate heads {', '.join(bad)} do not exist (layers 0..{spec.layers - 1}, "
-                f"heads 0..{spec.heads - 1})"
-            )
-        return sorted(set(heads))
-    if options.layers is None and table is not None:
-        return sorted((row.layer, row.head) for row in table.heads)
-    layers = parse_layers(options.layers or f"last:{min(4, spec.layers)}", spec.layers)
-    return [(layer, head) for layer in layers for head in range(spec.heads)]
-
-
 def _load_probes(
     loaded: LoadedModel, options: SearchOptions, k: int, split: Split | None, dirs
 ) -> list[ProbeData]:
@@ -174,12 +168,29 @@ def _load_probes(
     return out
 
 
-def _names(heads: Sequence[Head]) -> list[str]:
-    return [f"L{layer}H{head}" for layer, head in heads]
+def _labels(heads: Sequence[Head]) -> list[str]:
+    return [Head(*h).label for h in heads]
 
 
-class _Run:
-    """State of one search run; each method is one stage of `run_search`."""
+def _stage_options(options: SearchOptions) -> list[AttributionOptions]:
+    """The attribution stage's options: each bias probe's search part, as the search sees it."""
+    return [
+        AttributionOptions(
+            bias_probe=directory,
+            attribute=options.attribute,
+            means=options.means if options.mode == "mean" else None,
+            part="search",
+            split=options.split,
+            replicates=options.replicates,
+            seed=options.seed,
+            batch_size=options.batch_size,
+        )
+        for directory in options.bias_probes
+    ]
+
+
+class SearchRun:
+    """State of one search run; each method is one stage of `run_search`, called in order."""
 
     def __init__(self, loaded: LoadedModel, options: SearchOptions, progress: bool) -> None:
         _check_inputs(options)
@@ -189,20 +200,35 @@ class _Run:
         if options.ccs_table is not None:
             self.table, _ = load_table(options.ccs_table, loaded.spec.weights_sha256)
         self.means = None
+        self.means_sha256: str | None = None
         if options.mode == "mean":
             self.means = load_means(options.means)
             self.means_sha256 = sha256_file(options.means)
         self.k = _objective_k(options)
-        start = time.perf_counter()
-        self.reach = reach(loaded, options)  # where the bias lives, on the search part
-        self.timing["attribution_s"] = time.perf_counter() - start
-        top = attribution_request(options.candidates)
-        if top is None:
-            self.candidates = _candidates(loaded, options, self.table)
-        else:
-            self.candidates = sorted(parse_head_names(self.reach["head_order"][:top]))
         self.metric = f"maxskew@{self.k}"
+        # what each stage leaves behind, defined (empty) before it runs
+        self.reach: Reach | None = None  # the attribution stage's figures, when it ran
+        self.candidates: list[Head] = []
+        self.probes: list[ProbeData] = []
+        self.ks: list[int] = []
+        self.caches: list[DirectCache] = []
+        self.search_forward_images = 0
+        self.candidate_evaluations = 0
         self.base_stats = None  # the baseline's validation points and bootstrap replicates
+
+    def attribute(self) -> None:
+        """Stage 0 (optional): where the bias lives on the search part of the bias probes."""
+        if not self.options.attribution:
+            return
+        start = time.perf_counter()
+        self.reach = reach(self.loaded, _stage_options(self.options))
+        self.timing["attribution_s"] = time.perf_counter() - start
+
+    def choose_candidates(self) -> None:
+        o = self.options
+        self.candidates = candidate_heads(
+            self.loaded.spec, o.candidates, o.layers, self.table, self.reach
+        )
 
     def load(self) -> None:
         o = self.options
@@ -269,24 +295,18 @@ class _Run:
             name=name,
             arm=arm,
             seed=seed,
-            heads=_names(heads),
+            heads=_labels(heads),
             n_heads=len(heads),
             validation=with_intervals(val_true, reps, self.base_stats),
             null=null_points(self.probes, true, "validation", ev.ks),
             estimate={"validation": val_est},
             gap={m: val_est[m] - val_true[m] for m in val_true},
         )
-        self._constraint_flags(entry)
+        base = self.base_stats[0]["accuracy"] if self.base_stats else None
+        entry.mark_constraint(self.options.constraint, base)
         if self.base_stats is None:
             self.base_stats = (val_true, reps)
         return entry
-
-    def _constraint_flags(self, entry: Measured) -> None:
-        limit = self.options.constraint
-        value = entry.value("accuracy")
-        base = self.base_stats[0]["accuracy"] if self.base_stats else value
-        entry.accuracy_drop = {"validation": base - value}
-        entry.meets_constraint = {"validation": limit.allows(base, value)}
 
 
 def _choose(points: list[Measured], metric: str) -> tuple[Measured | None, str]:
@@ -302,7 +322,7 @@ def _choose(points: list[Measured], metric: str) -> tuple[Measured | None, str]:
     )
 
 
-def _check(run: _Run, chosen: Measured | None) -> dict[str, object] | None:
+def _check(run: SearchRun, chosen: Measured | None) -> CheckResult | None:
     """The chosen set against the baseline on probes of another world (whole probes)."""
     o = run.options
     if not o.check_probes or chosen is None:
@@ -313,29 +333,30 @@ def _check(run: _Run, chosen: Measured | None) -> dict[str, object] | None:
     ev = Evaluator(
         run.loaded.model, probes, ks, o.mode, run.means, Resampler(o.replicates, o.seed + 1)
     )
-    heads = parse_head_names(chosen.heads)
+    heads = parse_heads(chosen.heads)
     base = ev.true([], "all")
     base_points, base_reps = ev.points(base, "all"), ev.replicates(base, "all")
     mine = ev.true(heads, "all")
     points, reps = ev.points(mine, "all"), ev.replicates(mine, "all")
-    return {
-        "probes": [p.identity() for p in probes],
-        "baseline": with_intervals(base_points, base_reps),
-        "null": null_points(probes, base, "all", ks),
-        "chosen": with_intervals(points, reps, (base_points, base_reps)),
-    }
+    return CheckResult(
+        probes=[p.identity() for p in probes],
+        baseline=with_intervals(base_points, base_reps),
+        null=null_points(probes, base, "all", ks),
+        chosen=with_intervals(points, reps, (base_points, base_reps)),
+    )
 
 
 def run_search(loaded: LoadedModel, options: SearchOptions, progress: bool = True) -> SearchResult:
     """Search, verify, compare, write profiles + pareto.json + pareto.png into `options.out`."""
-    run = _Run(loaded, options, progress)
+    run = SearchRun(loaded, options, progress)
+    run.attribute()
+    run.choose_candidates()
     run.load()
     run.cache()
     ev = run.evaluator()
     path = run.search(ev)
     start = time.perf_counter()
     baseline = run.entry(ev, (), "baseline", "baseline")
-    run._constraint_flags(baseline)
     baseline.estimate["search"] = {run.metric: path[0].objective, "accuracy": path[0].accuracy}
     points = []
     steps = tqdm(path[1:], desc="verify", unit="set", disable=not progress)
@@ -366,7 +387,7 @@ def run_search(loaded: LoadedModel, options: SearchOptions, progress: bool = Tru
         entry.pareto = flag
     chosen, reason = _choose(points, run.metric)
     result = SearchResult(
-        model=loaded.spec.to_dict(),
+        model=loaded.spec,
         objective=Objective(run.metric, options.attribute, run.k, run.ks),
         constraint=ConstraintInfo(
             options.constraint.max_accuracy_drop, options.constraint.max_heads
@@ -375,11 +396,11 @@ def run_search(loaded: LoadedModel, options: SearchOptions, progress: bool = Tru
             options.beam,
             options.verify_top,
             options.mode,
-            _names(run.candidates),
+            _labels(run.candidates),
             run.candidate_evaluations,
         ),
-        ablation=AblationInfo(options.mode, options.means, getattr(run, "means_sha256", None)),
-        split=options.split.to_dict(),
+        ablation=AblationInfo(options.mode, options.means, run.means_sha256),
+        split=options.split,
         probes=[p.identity() for p in run.probes],
         bootstrap=Bootstrap(options.replicates, options.seed),
         baseline=baseline,

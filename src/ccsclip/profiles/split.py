@@ -1,5 +1,8 @@
 """Deterministic search/validation split of a probe by a hash of each image's file name.
 
+Shared by the search and attribution stages (attribution runs on the search part), so neither
+stage imports the other for it.
+
 The part an image falls in depends only on its path inside the probe and a salt, never on the
 order of the listing, the machine or the run: sha256("<salt>\\0<path>") read as a fraction in
 [0, 1); below `validation` it is a validation image. So a profile searched on one machine is
