@@ -20,7 +20,7 @@ from ccsclip.engine.engine import Engine
 from ccsclip.engine.galleries import local
 from ccsclip.engine.galleries.bulk import index_into, open_or_create
 from ccsclip.engine.galleries.store import GalleryStore
-from ccsclip.engine.gallery import list_gallery_images, read_image
+from ccsclip.engine.image_files import list_gallery_images, read_image
 from ccsclip.errors import ConflictError, IntegrityError, InvalidInputError, ReadOnlyError
 from ccsclip.fileio import sha256_file
 

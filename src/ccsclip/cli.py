@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ccsclip.cpu_threads import ThreadsOpt, prefer_passive_wait
 from ccsclip.errors import CcsclipError
-from ccsclip.runtime import ThreadsOpt, prefer_passive_wait
 
 app = typer.Typer(
     help="Rank CLIP attention heads by Concept Consistency Score, prune, export and serve.",
@@ -164,7 +164,7 @@ _mount_subcommands()
 def main() -> None:
     """Entry point: library errors become a one-line message and exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    prefer_passive_wait()  # before any command imports torch: see ccsclip.runtime
+    prefer_passive_wait()  # before any command imports torch: see ccsclip.cpu_threads
     try:
         app()
     except CcsclipError as exc:

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ccsclip.cpu_threads import ThreadsOpt
 from ccsclip.fileio import atomic_write_json
-from ccsclip.runtime import ThreadsOpt
 
 console = Console(stderr=True)
 out = Console()

@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-GALLERY_FILE = "gallery.json"  # as ccsclip.engine.gallery (not imported: it pulls numpy in)
+GALLERY_FILE = "gallery.json"  # as engine/galleries/local.py META (not imported: numpy)
 PROBE_FILE = "probe.yaml"
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from ccsclip.engine.embedding_model import EmbeddingModel
 from ccsclip.engine.galleries.store import Gallery, GalleryStore
-from ccsclip.engine.gallery import list_gallery_images, read_image
-from ccsclip.engine.identity import EmbeddingModel
+from ccsclip.engine.image_files import list_gallery_images, read_image
 from ccsclip.errors import InvalidInputError, NotFoundError
 
 log = logging.getLogger(__name__)
