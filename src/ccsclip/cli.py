@@ -64,10 +64,10 @@ def stats(
     threads: ThreadsOpt = None,
 ) -> None:
     """Per-head moments of direct contributions and per-position ablation means (one pass)."""
+    from ccsclip.engine.image_files import list_images
     from ccsclip.heads.collect import collect_statistics
     from ccsclip.heads.layers import parse_layers
     from ccsclip.heads.stats import save_statistics
-    from ccsclip.images import list_images
     from ccsclip.models import load_model
 
     list_images(images)  # fail on a bad folder before loading a model

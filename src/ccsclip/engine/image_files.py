@@ -1,7 +1,8 @@
-"""Folders of images to index into a gallery: which files, and how one is read.
+"""Image files of a folder: which files count as images, in which order, and how one is read.
 
-Galleries themselves (one format, every backend, written by `ccsclip index` and the API alike)
-are `ccsclip.engine.galleries`. Kept apart because the probe runner reads images the same way.
+Every reader of image folders lists them here (galleries, the offline commands through
+`ccsclip.images`, probe directories), so all agree on suffixes and order. Torch-free: the serving
+engine indexes folders and runs probes with it.
 """
 
 from __future__ import annotations
@@ -13,20 +14,27 @@ from PIL import Image
 
 from ccsclip.errors import InvalidInputError, NotFoundError
 
-# Same suffixes as the offline image reader (ccsclip.images), which imports torch.
+# The one list of image file suffixes: galleries, offline commands and probes all read these.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def list_gallery_images(root: str | Path) -> list[Path]:
-    """Image files below `root` (flat or nested), sorted by relative path."""
+def list_images(
+    root: str | Path, *, recursive: bool = True, allow_empty: bool = False
+) -> list[Path]:
+    """Image files below `root`, sorted by relative path (so the order is the same everywhere).
+
+    `recursive=False` reads only `root` itself (a probe's class folder). An empty result is an
+    error unless `allow_empty`, for callers that word their own message.
+    """
     root = Path(root)
     if not root.is_dir():
         raise NotFoundError(f"image folder {str(root)!r} does not exist or is not a directory")
+    candidates = root.rglob("*") if recursive else root.iterdir()
     files = sorted(
-        (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        (p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
         key=lambda p: p.relative_to(root).as_posix(),
     )
-    if not files:
+    if not files and not allow_empty:
         raise InvalidInputError(
             f"no images in {str(root)!r}: expected files ending in {', '.join(IMAGE_SUFFIXES)}"
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ccsclip.engine.image_files import list_images
 from ccsclip.errors import InvalidInputError
 from ccsclip.fileio import sha256_file
 from ccsclip.heads.collect import collect_statistics
@@ -18,7 +19,7 @@ from ccsclip.heads.stats import (
     read_sidecar,
     save_statistics,
 )
-from ccsclip.images import list_images, listing_sha256
+from ccsclip.images import listing_sha256
 from ccsclip.models import LoadedModel
 from ccsclip.profiles.rank.arms import ArmContext, build_arms
 from ccsclip.profiles.rank.ccs import moment_spaces, null_ccs, null_summary, p_value, score_heads
