@@ -8,13 +8,13 @@ import pytest
 
 from ccsclip.service.auth import (
     Denied,
-    KeyConfigError,
     KeyRing,
     Scope,
     authorize,
     bearer_token,
     scope_for,
 )
+from ccsclip.service.keys import KeyConfigError
 from ccsclip.service.limits import ConcurrencyLimit
 from ccsclip.service.settings import ServiceSettings
 

@@ -15,7 +15,7 @@ a log line or an error body. No keys configured: access control is off (the defa
 from __future__ import annotations
 
 from ccsclip.service.endpoints import ENDPOINTS
-from ccsclip.service.keys import KeyConfigError, KeyRing, Scope
+from ccsclip.service.keys import KeyRing, Scope
 
 HTTP_OPEN = frozenset({"/readyz", "/livez", "/healthz"})
 HTTP_READ = frozenset(e.route for e in ENDPOINTS if e.scope == "read")
@@ -80,4 +80,4 @@ def authorize(ring: KeyRing, needed: Scope, authorization: str | None) -> None:
         raise Denied(403, "this API key is read-only; the call changes state and needs a write key")
 
 
-__all__ = ["Denied", "KeyConfigError", "KeyRing", "Scope", "authorize", "bearer_token", "scope_for"]
+__all__ = ["Denied", "KeyRing", "Scope", "authorize", "bearer_token", "scope_for"]

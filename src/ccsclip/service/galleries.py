@@ -221,7 +221,7 @@ class GalleryService:
         except CcsclipError as exc:
             raise service_error(exc, "gallery") from None
         self.core._after()
-        observe_search(self.core, gallery, hits, request.filter)  # issue 19: live bias
+        observe_search(self.core, gallery, hits, request.filter)  # live bias of what users see
         return g.GallerySearchResponse(
             gallery=request.gallery,
             backend=gallery.meta.backend,

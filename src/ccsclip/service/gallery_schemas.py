@@ -118,7 +118,7 @@ class GalleryCreateRequest(_Request):
     backend: BackendName = "hnsw"
     # hnsw/milvus: connectivity, ef_construction, ef_search; hnsw also dtype ("f32" | "f16")
     params: dict[str, int | str] | None = None
-    # issue 19: metadata keys whose distribution in search results is measured (live_bias.py)
+    # metadata keys whose distribution in search results is measured (live_bias.py)
     bias_attributes: BiasAttributes = None
 
 

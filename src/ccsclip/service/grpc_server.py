@@ -193,7 +193,7 @@ class GrpcServer:
                 self.core.engine,
                 settings.probe_dirs(),
                 self.core.metrics,
-                **probe_options(settings),  # issue 19: probe cache and canary
+                **probe_options(settings),  # stored full results, a canary subsample each interval
             )
         self.health = health.HealthServicer()
         servicer = Servicer(self.core)

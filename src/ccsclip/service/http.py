@@ -43,7 +43,8 @@ from ccsclip.service.settings import get_settings
 from ccsclip.service.tls import bentoml_ssl
 
 log = logging.getLogger(__name__)
-# issue 19: this server's own Prometheus folder (before any metric exists); no orphaned workers
+# Before any metric exists: this server's own Prometheus folder, so two servers on one host never
+# wipe or merge each other's series; and workers stop when their server is gone (no orphans)
 isolate(bentoml.server_context.worker_index)
 watch_parent(bentoml.server_context.worker_index)
 settings = get_settings()
@@ -84,7 +85,7 @@ def _probe_runner(core: Core) -> ProbeRunner:
         core.engine,
         settings.probe_dirs(),
         core.metrics,
-        **probe_options(settings),  # issue 19: probe cache and canary
+        **probe_options(settings),  # stored full results, a canary subsample each interval
         active=worker in (None, 1),
         results_file=Path(shared) / RESULTS_FILE if shared and worker is not None else None,
     )
@@ -123,7 +124,7 @@ class CCSClip:
 
     @bentoml.api(
         route="/v1/embed_images",
-        batchable=http_batching(settings.http_batching),  # issue 19: per provider
+        batchable=http_batching(settings.http_batching),  # batching pays on CUDA, not on CPU
         max_batch_size=settings.batch_max_size,
         max_latency_ms=settings.batch_max_latency_ms,
     )

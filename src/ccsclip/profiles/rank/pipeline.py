@@ -86,9 +86,9 @@ def make_judge(kind: str, loaded: LoadedModel, pool: DescriptionPool, options: R
             )
         return EmbeddingJudge(clip_text_encoder(loaded), load_vocabulary(), loaded.spec.name)
     if kind == "llm":
-        from ccsclip.profiles.rank.judges.llm import LLMJudge
+        from ccsclip.profiles.rank.judges.llm import LlmJudge
 
-        return LLMJudge(**options.llm)
+        return LlmJudge(**options.llm)
     raise InvalidInputError(f"unknown judge {kind!r}: use auto, tags, embedding or llm")
 
 
