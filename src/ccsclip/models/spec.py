@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ccsclip.headref import Head, head_label
+from ccsclip.headref import Head
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,6 @@ class ModelSpec:
     @property
     def n_heads_total(self) -> int:
         return self.layers * self.heads
-
-    def head_name(self, layer: int, head: int) -> str:
-        return head_label(layer, head)
 
     def check_head(self, layer: int, head: int) -> Head:
         """The head as a `Head`, or a readable error if this model does not have it."""
