@@ -121,10 +121,11 @@ class PrivateReads(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.module and node.module.split(".")[0] == "ccsclip":
+        if node.level or (node.module or "").split(".")[0] == "ccsclip":
             for alias in node.names:
                 if is_private(alias.name):
-                    self.found.append(f"{self.rel}: from {node.module} import {alias.name}")
+                    source = "." * node.level + (node.module or "")
+                    self.found.append(f"{self.rel}: from {source} import {alias.name}")
 
 
 def private_reads(source: str, rel: str = "m.py") -> list[str]:
@@ -137,6 +138,7 @@ def private_reads(source: str, rel: str = "m.py") -> list[str]:
 def test_the_checker_flags_reaching_in_and_allows_own_parts():
     source = """
 from ccsclip.other import _helper
+from .sibling import _shared
 _CACHE = {}
 
 class Box:
@@ -158,6 +160,7 @@ def peek(box, core):
 """
     assert private_reads(source) == [
         "m.py: from ccsclip.other import _helper",
+        "m.py: from .sibling import _shared",
         "m.py: box._items",
         "m.py: core._embed",
     ]
