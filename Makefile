@@ -15,6 +15,8 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[serve,dev]'
+	# clip-benchmark without its model/captioning requirements (pyproject.toml, extra `data`)
+	$(BIN)/python -m pip install -q --no-deps 'clip-benchmark==1.6.2'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 setup: $(STAMP)

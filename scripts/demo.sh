@@ -17,6 +17,19 @@ mkdir -p "$WORK"
 
 echo "== 1/5 the synthetic concept world -> $W"
 ccsclip organism generate --out "$W" > "$WORK/world.json"
+echo "== 1/5 probe import: the shape probe as a user would have it -> $WORK/imported/accuracy-shape"
+# Its class folders, a class-names file and a templates file (written here from the world's
+# probe.yaml); the import must reproduce that probe exactly: same files, hash and spec.
+python - "$W/accuracy-shape/probe.yaml" "$WORK/imported" <<'PY'
+import sys, pathlib, yaml
+spec, out = yaml.safe_load(open(sys.argv[1])), pathlib.Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+(out / "shape-classes.txt").write_text("".join(f"{c['folder']}\t{c['name']}\n" for c in spec["classes"]))
+(out / "shape-templates.txt").write_text("".join(f"{t}\n" for t in spec["templates"]))
+PY
+ccsclip probe import folder "$W/accuracy-shape" --classes "$WORK/imported/shape-classes.txt" \
+  --templates "$WORK/imported/shape-templates.txt" --out "$WORK/imported/accuracy-shape" --overwrite
+cmp "$W/accuracy-shape/probe.yaml" "$WORK/imported/accuracy-shape/probe.yaml"
 
 echo "== 2/5 rank heads (CCS, tags judge, null of random heads), profiles, evaluation -> $WORK/rank"
 PROBES=()
@@ -61,7 +74,9 @@ export CCSCLIP_GALLERY_ROOT="$WORK/galleries"  # the indexed gallery and the liv
 export BENTOML_DO_NOT_TRACK=True
 
 echo "== 4/5 a gallery that grows: create it, upsert images, search, delete over HTTP"
-bentoml serve service:CCSClip --port "$PORT" > "$WORK/serve-gallery.log" 2>&1 &
+# Every pruned request is compared with the full model here (the default samples 5 %), so the
+# judge's shadow figures reach their minimum sample within the demo's short burst.
+CCSCLIP_SHADOW_RATE=1 bentoml serve service:CCSClip --port "$PORT" > "$WORK/serve-gallery.log" 2>&1 &
 SERVER=$!
 # Stop the whole process tree: BentoML's workers run in sessions of their own (docs/service.md).
 trap 'python -m ccsclip.service.proctree "$SERVER" || true' EXIT

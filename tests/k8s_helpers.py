@@ -23,12 +23,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"
 BASE = K8S / "base"
-OVERLAYS = {"single": K8S / "overlays" / "single", "ab": K8S / "overlays" / "ab"}
+OVERLAYS = {
+    "single": K8S / "overlays" / "single",
+    "ab": K8S / "overlays" / "ab",
+    "canary": K8S / "overlays" / "canary",
+}
 PVC_COMPONENT = K8S / "components" / "pvc-bundle"
 DASHBOARD = REPO / "docs" / "grafana" / "ccsclip.json"
 
 # Kinds that kubernetes-validate has no schema for; the tests check their structure instead.
-CUSTOM_KINDS = frozenset({"ServiceMonitor", "PrometheusRule", "HTTPRoute", "GRPCRoute"})
+CUSTOM_KINDS = frozenset(
+    {"ServiceMonitor", "PrometheusRule", "HTTPRoute", "GRPCRoute", "Rollout", "AnalysisTemplate"}
+)
 
 # The service's metric families (names fixed by the service contract) and their types.
 CONTRACT_METRICS: dict[str, str] = {
@@ -52,6 +58,22 @@ LIVE_BIAS_METRICS: dict[str, str] = {
     "ccsclip_live_topk_items_total": "counter",
     "ccsclip_live_gallery_share": "gauge",
     "ccsclip_live_maxskew": "histogram",
+    "ccsclip_live_null_maxskew_total": "counter",
+    **{
+        f"ccsclip_live_excess_maxskew_{part}_total": "counter"
+        for part in ("observations", "positive", "negative", "squares")
+    },
+}
+# The judge's figures (ccsclip.ab.figures, docs/ab.md): four counters each, exposed once the
+# figure has an observation (a counted search; a shadowed request of a pruned profile).
+LIVE_FIGURE_METRICS: dict[str, str] = {
+    f"{figure}_{part}_total": "counter"
+    for figure in (
+        "ccsclip_live_excess_maxskew",
+        "ccsclip_shadow_top1_agreement",
+        "ccsclip_shadow_embed_cosine",
+    )
+    for part in ("observations", "positive", "negative", "squares")
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -122,6 +144,136 @@ def env_value(container: dict[str, Any], name: str) -> str | None:
         if item["name"] == name:
             return item.get("value")
     return None
+
+
+# --- Argo Rollouts (the canary overlay) ------------------------------------------------------
+# kubernetes-validate has no schema for Argo's CRDs and no pip package ships them: these JSON
+# Schemas cover every field the canary overlay uses (names and types as in Argo Rollouts'
+# v1alpha1 API), closed with additionalProperties: false so that a misspelt field fails. The Job
+# inside the AnalysisTemplate is a batch/v1 JobSpec: the tests validate it with
+# kubernetes-validate as a Job.
+
+_NONEMPTY = {"type": "string", "minLength": 1}
+_NAME_AND_LABELS = {
+    "type": "object",
+    "required": ["name", "labels"],
+    "properties": {"name": _NONEMPTY, "labels": {"type": "object"}},
+    "additionalProperties": False,
+}
+
+
+def _closed(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": required,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+_ANALYSIS_ARG = _closed(
+    ["name"],
+    name=_NONEMPTY,
+    value={"type": "string"},
+    valueFrom=_closed(
+        ["podTemplateHashValue"], podTemplateHashValue={"enum": ["Stable", "Latest"]}
+    ),
+)
+_STEP = {
+    "oneOf": [
+        _closed(["setWeight"], setWeight={"type": "integer", "minimum": 0, "maximum": 100}),
+        _closed(
+            ["analysis"],
+            analysis=_closed(
+                ["templates"],
+                templates={
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _closed(["templateName"], templateName=_NONEMPTY),
+                },
+                args={"type": "array", "items": _ANALYSIS_ARG},
+            ),
+        ),
+    ]
+}
+ARGO_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Rollout": _closed(
+        ["apiVersion", "kind", "metadata", "spec"],
+        apiVersion={"const": "argoproj.io/v1alpha1"},
+        kind={"const": "Rollout"},
+        metadata=_NAME_AND_LABELS,
+        spec=_closed(
+            ["selector", "workloadRef", "strategy"],
+            revisionHistoryLimit={"type": "integer", "minimum": 0},
+            selector=_closed(["matchLabels"], matchLabels={"type": "object", "minProperties": 1}),
+            workloadRef=_closed(
+                ["apiVersion", "kind", "name"],
+                apiVersion={"const": "apps/v1"},
+                kind={"const": "Deployment"},
+                name=_NONEMPTY,
+                scaleDown={"enum": ["never", "onsuccess", "progressively"]},
+            ),
+            strategy=_closed(
+                ["canary"],
+                canary=_closed(
+                    ["stableService", "canaryService", "trafficRouting", "steps"],
+                    stableService=_NONEMPTY,
+                    canaryService=_NONEMPTY,
+                    trafficRouting=_closed(
+                        ["plugins"],
+                        plugins=_closed(
+                            ["argoproj-labs/gatewayAPI"],
+                            **{
+                                "argoproj-labs/gatewayAPI": _closed(
+                                    ["httpRoute"],
+                                    httpRoute=_NONEMPTY,
+                                    grpcRoute=_NONEMPTY,
+                                    namespace=_NONEMPTY,
+                                )
+                            },
+                        ),
+                    ),
+                    steps={"type": "array", "minItems": 1, "items": _STEP},
+                ),
+            ),
+        ),
+    ),
+    "AnalysisTemplate": _closed(
+        ["apiVersion", "kind", "metadata", "spec"],
+        apiVersion={"const": "argoproj.io/v1alpha1"},
+        kind={"const": "AnalysisTemplate"},
+        metadata=_NAME_AND_LABELS,
+        spec=_closed(
+            ["args", "metrics"],
+            args={"type": "array", "items": _closed(["name"], name=_NONEMPTY, value=_NONEMPTY)},
+            metrics={
+                "type": "array",
+                "minItems": 1,
+                "items": _closed(
+                    ["name", "provider"],
+                    name=_NONEMPTY,
+                    count={"type": "integer", "minimum": 1},
+                    failureLimit={"type": "integer", "minimum": 0},
+                    provider=_closed(
+                        ["job"],
+                        job=_closed(
+                            ["spec"],
+                            metadata=_closed([], labels={"type": "object"}),
+                            spec={"type": "object"},  # a batch/v1 JobSpec: kubernetes-validate
+                        ),
+                    ),
+                ),
+            },
+        ),
+    ),
+}
+
+
+def validate_argo(doc: dict[str, Any]) -> None:
+    """jsonschema's ValidationError unless doc fits the schema of its kind (ARGO_SCHEMAS)."""
+    import jsonschema
+
+    jsonschema.validate(doc, ARGO_SCHEMAS[doc["kind"]])
 
 
 # --- PromQL and the dashboard --------------------------------------------------------------
@@ -232,11 +384,15 @@ def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
     return exprs
 
 
-def contract_series_names(live_bias: bool = True) -> set[str]:
+def contract_series_names(live_bias: bool = True, figures: bool = True) -> set[str]:
     """Series names the contract's metrics have in a scrape (histograms as their three series);
-    with `live_bias`, the live-bias families too."""
+    with `live_bias`, the live-bias families; with `figures`, the judge's figures' counters."""
     names: set[str] = set()
-    families = {**CONTRACT_METRICS, **(LIVE_BIAS_METRICS if live_bias else {})}
+    families = {
+        **CONTRACT_METRICS,
+        **(LIVE_BIAS_METRICS if live_bias else {}),
+        **(LIVE_FIGURE_METRICS if figures else {}),
+    }
     for family, kind in families.items():
         if kind == "histogram":
             names.update(family + suffix for suffix in HISTOGRAM_SUFFIXES)
@@ -253,12 +409,17 @@ def metric_family(series: str) -> str:
     return series
 
 
-def dashboard_metric_names(path: Path = DASHBOARD, live_bias: bool = False) -> set[str]:
+def dashboard_metric_names(
+    path: Path = DASHBOARD, live_bias: bool = False, figures: bool = False
+) -> set[str]:
     """Every series name the dashboard queries, as a live /metrics scrape spells it; the
-    live-bias ones only with `live_bias` (they need searches on a declaring gallery)."""
+    live-bias ones only with `live_bias` (they need searches on a declaring gallery), the judge's
+    figures only with `figures` (they need counted searches and sampled shadow requests)."""
     names: set[str] = set()
     for expr in dashboard_exprs(load_dashboard(path)):
         names |= promql_metric_names(expr)
     if not live_bias:
-        names -= contract_series_names() - contract_series_names(live_bias=False)
+        names -= set(contract_series_names()) - contract_series_names(live_bias=False)
+    if not figures:
+        names -= set(LIVE_FIGURE_METRICS)
     return names

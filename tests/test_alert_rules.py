@@ -35,7 +35,7 @@ ALERTS = {
     "CcsclipProbeFailing",
     "CcsclipProbeStale",
     "CcsclipShedding",
-    "CcsclipLiveSkewGapAB",
+    "CcsclipLiveExcessSkew",
 }
 
 

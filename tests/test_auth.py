@@ -6,15 +6,8 @@ import hashlib
 
 import pytest
 
-from ccsclip.service.auth import (
-    Denied,
-    KeyRing,
-    Scope,
-    authorize,
-    bearer_token,
-    scope_for,
-)
-from ccsclip.service.keys import KeyConfigError
+from ccsclip.service.auth import Denied, authorize, bearer_token, scope_for
+from ccsclip.service.keys import KeyConfigError, KeyRing, Scope
 from ccsclip.service.limits import ConcurrencyLimit
 from ccsclip.service.settings import ServiceSettings
 

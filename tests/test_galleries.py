@@ -307,13 +307,13 @@ def _bad_requests(items, other_profile_image) -> list[tuple[str, Any, int, str]]
         (
             "other profile",
             lambda c, g: c.upsert(g, [("a", image, None)], profile=PRUNED),
-            400,
+            409,
             "profile",
         ),
         (
             "other profile search",
             lambda c, g: c.search(g, image=image, profile=PRUNED),
-            400,
+            409,
             "profile",
         ),
         (

@@ -7,8 +7,9 @@ the user and group, a read-only root filesystem, every capability dropped, no pr
 escalation, a tmpfs wherever the Deployment mounts an emptyDir, and one network namespace (the
 gRPC container joins the HTTP one's, as containers of a pod share one). Then: readiness, a
 zero-shot call per profile over HTTP, a gRPC call, both `/metrics` endpoints with probe gauges,
-and a graceful stop of each container with a call in flight (answered; exit 0 within the pod's
-grace period). Size, build time and start-to-ready are printed.
+the OpenAPI contract check (schemathesis against `/docs.json`), and a graceful stop of each
+container with a call in flight (answered; exit 0 within the pod's grace period). Size, build
+time and start-to-ready are printed.
 
 No builder (outside CI): skipped with the reason. With CI set, that is a failure instead.
 """
@@ -34,6 +35,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from k8s_helpers import require_kubectl  # noqa: E402
+from openapi_contract import check_contract  # noqa: E402
 from service_fixtures import free_port, grpc_serving_at, http_ready_at  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -295,6 +297,12 @@ def test_pod_serves_both_transports(pod, capsys):
     assert _wait_for(
         lambda: probe_gauges(f"http://127.0.0.1:{pod.ports['grpc-metrics']}/metrics")
     ), pod.logs()
+
+
+def test_pod_s_openapi_document_is_its_contract(pod, tmp_path):
+    """schemathesis against the container's /docs.json, as the service test runs it."""
+    run = check_contract(f"http://127.0.0.1:{pod.ports['http']}/docs.json", tmp_path / "st")
+    assert run.failures == [] and run.server_errors == 0, run.output
 
 
 def test_pod_stops_gracefully_with_calls_in_flight(pod):

@@ -19,6 +19,7 @@ from k8s_helpers import (
     BASE,
     CONTRACT_METRICS,
     CUSTOM_KINDS,
+    LIVE_FIGURE_METRICS,
     OVERLAYS,
     PVC_COMPONENT,
     by_kind,
@@ -36,6 +37,7 @@ from k8s_helpers import (
     promql_metric_names,
     require_kubectl,
     selects,
+    validate_argo,
     variable_exprs,
 )
 
@@ -46,6 +48,9 @@ AB_PROFILES = {"a": "baseline", "b": "high-ccs"}
 TREES = {"base": BASE, **OVERLAYS}
 BAKED_BUNDLE = "/home/bentoml/bento/src/default/bundle"
 BENTOML_UID = 1034  # bentoml/_internal/container/generate.py: BENTO_UID_GID
+# Services that are not an instance of their own: the canary's routing Services reach the pods
+# of the Deployment `ccsclip` (run by the Rollout), revision by revision.
+WORKLOAD_OF = {"ccsclip-stable": "ccsclip", "ccsclip-canary": "ccsclip"}
 
 
 @pytest.fixture(scope="module")
@@ -304,11 +309,18 @@ def test_selectors_match_pods(kubectl, tree):
             selector = selector.get("matchLabels", selector)
             assert selector, f"{kind} {doc['metadata']['name']} selects everything"
             hit = [name for name, d in deps.items() if selects(selector, pod_labels(d))]
-            assert hit == [doc["metadata"]["name"]], (kind, doc["metadata"]["name"], hit)
+            expected = WORKLOAD_OF.get(doc["metadata"]["name"], doc["metadata"]["name"])
+            assert hit == [expected], (kind, doc["metadata"]["name"], hit)
     for hpa in by_kind(docs, "HorizontalPodAutoscaler"):
         target = hpa["spec"]["scaleTargetRef"]
-        assert target["kind"] == "Deployment" and target["name"] == hpa["metadata"]["name"]
-        assert target["name"] in deps
+        assert target["name"] == hpa["metadata"]["name"]
+        if target["kind"] == "Rollout":  # the canary: the Rollout runs the Deployment's pods
+            assert target["apiVersion"] == "argoproj.io/v1alpha1"
+            workload = one(docs, "Rollout", target["name"])["spec"]["workloadRef"]["name"]
+        else:
+            assert target["kind"] == "Deployment"
+            workload = target["name"]
+        assert workload in deps
         assert hpa["spec"]["minReplicas"] >= 2
         metrics = hpa["spec"]["metrics"]
         assert any(m["type"] == "Resource" and m["resource"]["name"] == "cpu" for m in metrics)
@@ -328,7 +340,8 @@ def test_service_ports(kubectl, tree):
             "grpc-metrics": 9090,
         }
         assert ports["grpc"]["appProtocol"] in {"kubernetes.io/h2c", "grpc", "h2c"}
-        deployment = one(docs, "Deployment", service["metadata"]["name"])
+        name = service["metadata"]["name"]
+        deployment = one(docs, "Deployment", WORKLOAD_OF.get(name, name))
         container_ports = {
             p["name"] for c in containers(deployment).values() for p in c.get("ports", [])
         }
@@ -340,12 +353,14 @@ def test_servicemonitor_scrapes_both_metrics_ports(kubectl, tree):
     docs = render(kubectl, tree)
     (monitor,) = by_kind(docs, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    services = by_kind(docs, "Service")
+    everything = by_kind(docs, "Service")
+    services = [s for s in everything if s["metadata"]["name"] not in WORKLOAD_OF]
     selected = [
         s
-        for s in services
+        for s in everything
         if selects(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
     ]
+    # Each pod once: the canary's routing Services reach the same pods as `ccsclip`.
     assert selected == services
     endpoints = monitor["spec"]["endpoints"]
     assert {e["port"] for e in endpoints} == {"http", "grpc-metrics"}
@@ -493,6 +508,158 @@ def test_routes_attach_to_the_user_gateway(kubectl):
         sections.add(parent.get("sectionName"))
     # HTTPRoute and GRPCRoute may not share a listener hostname: separate listeners.
     assert len(sections) == 2 and None not in sections
+
+
+# --- the canary (Argo Rollouts) ------------------------------------------------------------
+
+CANARY_WEIGHTS = [10, 25, 50]  # then 100 % at promotion
+
+
+def canary_docs(kubectl) -> list[dict[str, Any]]:
+    return render(kubectl, "canary")
+
+
+def test_canary_renders_one_workload_a_rollout_and_its_gate(kubectl):
+    docs = canary_docs(kubectl)
+    kinds = sorted(doc["kind"] for doc in docs)
+    expected = SHARED_KINDS | PER_INSTANCE_KINDS | {"Rollout", "AnalysisTemplate"}
+    assert set(kinds) == expected | {"HTTPRoute", "GRPCRoute"}
+    names = sorted(s["metadata"]["name"] for s in by_kind(docs, "Service"))
+    assert names == ["ccsclip", "ccsclip-canary", "ccsclip-stable"]
+    assert len(by_kind(docs, "Deployment")) == 1
+
+
+@pytest.mark.parametrize("kind", ["Rollout", "AnalysisTemplate"])
+def test_argo_objects_fit_the_schema_of_the_fields_they_use(kubectl, kind):
+    import jsonschema
+
+    (doc,) = by_kind(canary_docs(kubectl), kind)
+    validate_argo(doc)
+    broken = copy.deepcopy(doc)
+    broken["spec"]["stratgey" if kind == "Rollout" else "metrix"] = {}
+    with pytest.raises(jsonschema.ValidationError):  # the schemas are closed: typos fail
+        validate_argo(broken)
+
+
+def test_rollout_runs_the_deployment_pods_and_routes_the_rendered_objects(kubectl):
+    docs = canary_docs(kubectl)
+    (rollout,) = by_kind(docs, "Rollout")
+    spec = rollout["spec"]
+    deployment = one(docs, "Deployment", spec["workloadRef"]["name"])
+    assert selects(spec["selector"]["matchLabels"], pod_labels(deployment))
+    assert spec["selector"] == deployment["spec"]["selector"]
+    canary = spec["strategy"]["canary"]
+    services = {canary["stableService"], canary["canaryService"]}
+    assert services == set(WORKLOAD_OF)
+    for name in services:
+        service = one(docs, "Service", name)
+        assert selects(service["spec"]["selector"], pod_labels(deployment))
+    plugin = canary["trafficRouting"]["plugins"]["argoproj-labs/gatewayAPI"]
+    for kind, key in (("HTTPRoute", "httpRoute"), ("GRPCRoute", "grpcRoute")):
+        route = one(docs, kind, plugin[key])
+        port = {"HTTPRoute": 3000, "GRPCRoute": 50051}[kind]
+        (weighted,) = route["spec"]["rules"][-1:]
+        refs = {ref["name"]: ref for ref in weighted["backendRefs"]}
+        assert set(refs) == services
+        assert refs[canary["stableService"]]["weight"] == 100  # all stable until a rollout
+        assert refs[canary["canaryService"]]["weight"] == 0
+        for ref in refs.values():
+            assert ref["port"] == port
+            ports = {p["port"] for p in one(docs, "Service", ref["name"])["spec"]["ports"]}
+            assert port in ports
+
+
+def test_every_weight_step_is_gated_on_the_judge(kubectl):
+    docs = canary_docs(kubectl)
+    (rollout,) = by_kind(docs, "Rollout")
+    (template,) = by_kind(docs, "AnalysisTemplate")
+    steps = rollout["spec"]["strategy"]["canary"]["steps"]
+    assert [s["setWeight"] for s in steps if "setWeight" in s] == CANARY_WEIGHTS
+    for index, step in enumerate(steps):
+        if "setWeight" not in step:
+            continue
+        gate = steps[index + 1]["analysis"]  # the next step judges this weight
+        assert [t["templateName"] for t in gate["templates"]] == [template["metadata"]["name"]]
+        given = {a["name"] for a in gate["args"]}
+        declared = {a["name"]: a for a in template["spec"]["args"]}
+        assert given <= set(declared)
+        # every argument without a default is given by the step
+        assert {n for n, a in declared.items() if "value" not in a} <= given
+        hashes = {a["name"]: a["valueFrom"]["podTemplateHashValue"] for a in gate["args"]}
+        assert hashes == {"stable-hash": "Stable", "canary-hash": "Latest"}
+
+
+def judge_job(kubectl) -> dict[str, Any]:
+    (template,) = by_kind(canary_docs(kubectl), "AnalysisTemplate")
+    (metric,) = template["spec"]["metrics"]
+    spec = metric["provider"]["job"]["spec"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "ccsclip-judge", **metric["provider"]["job"].get("metadata", {})},
+        "spec": spec,
+    }
+
+
+def test_judge_job_is_a_valid_strict_job(kubectl, k8s_validate):
+    job = judge_job(kubectl)
+    k8s_validate.validate(job, k8s_validate.latest_version(), strict=True)
+    assert job["spec"]["backoffLimit"] == 0  # a failed judge is a decision, not a retry
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == BENTOML_UID
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert "command" not in container  # the Bento image's entrypoint must run
+
+
+def _substituted(container: dict[str, Any], template: dict[str, Any], **given: str) -> list[str]:
+    values = {a["name"]: a.get("value") for a in template["spec"]["args"]} | given
+    args = []
+    for arg in container["args"]:
+        for name, value in values.items():
+            arg = arg.replace("{{args." + name + "}}", value)
+        args.append(arg)
+    return args
+
+
+def test_judge_job_runs_the_judge_with_arguments_it_accepts(kubectl):
+    """The Job's command line, arguments filled in as Argo would, parses: the judge gets as
+    far as reaching Prometheus (here a closed port: exit 2, cannot reach)."""
+    import socket
+    import subprocess
+    import sys
+
+    from ccsclip.ab.selectors import parse_selector
+    from ccsclip.ab.sources import parse_duration
+
+    docs = canary_docs(kubectl)
+    (template,) = by_kind(docs, "AnalysisTemplate")
+    job = judge_job(kubectl)
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    (deployment,) = by_kind(docs, "Deployment")
+    assert container["image"] == containers(deployment)["http"]["image"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = _substituted(
+        container, template, **{"stable-hash": "6d5f", "canary-hash": "7c9b",
+                                "prometheus": f"http://127.0.0.1:{port}"}
+    )  # fmt: skip
+    assert args[:5] == ["python", "-m", "ccsclip.cli", "ab", "judge"]
+    options = dict(zip(args[5::2], args[6::2], strict=True))
+    # Prometheus spells the pod label rollouts-pod-template-hash as rollouts_pod_template_hash
+    assert str(parse_selector(options["--control"])) == '{rollouts_pod_template_hash="6d5f"}'
+    assert str(parse_selector(options["--candidate"])) == '{rollouts_pod_template_hash="7c9b"}'
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    assert "rollouts-pod-template-hash" in monitor["spec"]["podTargetLabels"]
+    # The Job outlives the judge's own deadline, so the judge, not Kubernetes, ends it.
+    assert job["spec"]["activeDeadlineSeconds"] > parse_duration(options["--deadline"])
+    proc = subprocess.run([sys.executable, *args[1:]], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot reach Prometheus" in proc.stderr
 
 
 # --- the PVC bundle component ----------------------------------------------------------------
@@ -743,3 +910,14 @@ def test_tls_component(kubectl, k8s_validate, tree, tmp_path: Path):
         k8s_validate.validate(deployment, k8s_validate.latest_version(), strict=True)
     (monitor,) = by_kind(docs, "ServiceMonitor")
     assert {e["scheme"] for e in monitor["spec"]["endpoints"]} == {"https"}
+
+
+def test_dashboard_shows_the_judges_figures_for_a_and_b():
+    """The row of the judge's figures queries their counters, for the A and B profiles."""
+    figures = dashboard_metric_names(figures=True) - dashboard_metric_names()
+    assert figures and figures <= set(LIVE_FIGURE_METRICS)
+    for metric in ("live_excess_maxskew", "shadow_top1_agreement", "shadow_embed_cosine"):
+        parts = {f"ccsclip_{metric}_{p}_total" for p in ("observations", "positive", "negative")}
+        assert parts <= figures, metric
+    exprs = [e for e in dashboard_exprs(load_dashboard()) if "_observations_total" in e]
+    assert exprs and all("$profile_a" in e and "$profile_b" in e for e in exprs)

@@ -446,7 +446,7 @@ def _corpus(world) -> list[tuple[str, Callable[[Any], Any], int]]:
         (
             "image query, other profile",
             lambda c: c.retrieve(GALLERY, image=good, profile=PRUNED),
-            400,
+            409,
         ),
         ("retrieve, unknown profile", lambda c: c.retrieve(GALLERY, text="red", profile="x"), 404),
         ("embed: no items", lambda c: c.embed_images([]), 400),
@@ -547,7 +547,8 @@ def _check_refusal(where: str, status: int, body: Any, expected: int) -> None:
     assert status < 500, f"{where}: {status} {body}"
     assert status == expected, f"{where}: expected {expected}, got {status} {body}"
     assert isinstance(body, dict) and isinstance(body.get("error"), str), f"{where}: {body}"
-    assert body.get("kind") in ("invalid", "not_found", "too_large"), f"{where}: {body}"
+    kinds = ("invalid", "not_found", "too_large", "other_profile")
+    assert body.get("kind") in kinds, f"{where}: {body}"
 
 
 def test_bad_request_corpus_gets_4xx_and_leaves_the_server_healthy(client, world, servers):
@@ -698,10 +699,10 @@ def test_failing_probe_is_counted_and_serving_continues(world, tmp_path):
     metrics = Metrics(registry)
     settings = ServiceSettings(bundle=world.bundle, galleries=[], probes=[broken, good])
     core = Core.load(settings, metrics)
-    core.probes = ProbeRunner(core.engine, settings.probe_dirs(), metrics, interval_s=0)
-    core.probes.start()  # interval 0: one round, then the thread ends
-    core.probes.join(60)
-    results = {(r.profile, r.probe): r for r in core.probe_results().results}
+    probes = ProbeRunner(core.engine, settings.probe_dirs(), metrics, interval_s=0)
+    probes.start()  # interval 0: one round, then the thread ends
+    probes.join(60)
+    results = {(r.profile, r.probe): r for r in probes.response().results}
     for profile in PROFILES:
         failed = results[(profile, "accuracy-colour")]  # the copy keeps its probe.yaml name
         assert not failed.ok and failed.error
@@ -712,7 +713,7 @@ def test_failing_probe_is_counted_and_serving_continues(world, tmp_path):
     answer = core.zero_shot(
         s.ZeroShotRequest(images=[read(world.world / "gallery" / "g00000.png")], labels=["a", "b"])
     )
-    assert answer.profile == DEFAULT and core.probe_results().runs == 1
+    assert answer.profile == DEFAULT and probes.response().runs == 1
 
 
 def test_settings_default_to_the_bundle_s_own_probes_and_galleries(tmp_path, monkeypatch):
@@ -733,3 +734,44 @@ def test_settings_default_to_the_bundle_s_own_probes_and_galleries(tmp_path, mon
     monkeypatch.setenv("CCSCLIP_GALLERIES", "")
     settings = ServiceSettings()
     assert settings.probe_dirs() == [Path("/a/x"), Path("/b/y")] and settings.gallery_dirs() == []
+
+
+def test_the_served_parts_are_built_once_and_the_table_reads_them(world, tmp_path):
+    """`build_parts` wires core, galleries and probes together (nothing attached later); the
+    table's calls and profile labels take those parts."""
+    import dataclasses
+
+    from prometheus_client import CollectorRegistry
+
+    from ccsclip.service import gallery_schemas as g
+    from ccsclip.service import schemas as s
+    from ccsclip.service.core import NO_PROFILE
+    from ccsclip.service.endpoints import BY_NAME
+    from ccsclip.service.metrics import Metrics
+    from ccsclip.service.parts import build_parts
+    from ccsclip.service.settings import ServiceSettings
+
+    settings = ServiceSettings(
+        bundle=world.bundle,
+        galleries=[world.gallery],
+        probes=world.probe_dirs,
+        probe_cache_dir=tmp_path / "probe-cache",
+    )
+    parts = build_parts(settings, transport="grpc", metrics=Metrics(CollectorRegistry()))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parts.probes = None  # type: ignore[misc]
+    listed = BY_NAME["profiles"].call(parts, s.EmptyRequest())
+    assert listed.galleries == [GALLERY] and sorted(listed.probes) == sorted(
+        p.name for p in world.probe_dirs
+    )
+    assert BY_NAME["probes"].call(parts, s.EmptyRequest()).runs == 0  # not started
+    info = BY_NAME["galleries_info"].call(parts, g.GalleryNameRequest(gallery=GALLERY))
+    assert info.count > 0 and info.profile == DEFAULT
+    # where each entry's metrics label comes from: the gallery's profile, the request's, none
+    search = {"gallery": GALLERY, "text": "red", "profile": PRUNED}
+    assert BY_NAME["galleries_search"].profile_label(parts, search) == DEFAULT
+    assert BY_NAME["zero_shot"].profile_label(parts, {"profile": PRUNED}) == PRUNED
+    assert BY_NAME["zero_shot"].profile_label(parts, {"profile": "nope"}) == NO_PROFILE
+    assert BY_NAME["galleries_delete"].profile_label(parts, {"gallery": GALLERY}) == NO_PROFILE
+    mixed = [{"profile": DEFAULT}, {"profile": PRUNED}]
+    assert BY_NAME["embed_images"].profile_label(parts, mixed) == "mixed"

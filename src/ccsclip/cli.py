@@ -106,7 +106,8 @@ def heads(
 
 
 probe_app = typer.Typer(
-    help="Probe folders (docs/design.md §7): seal a hand-made probe, check one.",
+    help="Probe folders (docs/design.md §7): import one from a dataset, seal a hand-made one, "
+    "check one.",
     no_args_is_help=True,
 )
 
@@ -144,9 +145,11 @@ def probe_check(directory: Annotated[Path, typer.Argument()]) -> None:
 
 
 def _mount_subcommands() -> None:
+    from ccsclip.ab.cli import register as register_ab
     from ccsclip.engine.cli import register as register_engine
     from ccsclip.export.cli import register as register_export
     from ccsclip.organism.cli import app as organism_app
+    from ccsclip.probe_import.cli import import_app
     from ccsclip.profiles.cli import register as register_profiles
     from ccsclip.service.cli import register as register_service
 
@@ -154,7 +157,9 @@ def _mount_subcommands() -> None:
     register_engine(app)
     register_export(app)
     register_service(app)
+    register_ab(app)
     app.add_typer(organism_app, name="organism")
+    probe_app.add_typer(import_app, name="import")
     app.add_typer(probe_app, name="probe")
 
 

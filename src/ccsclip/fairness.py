@@ -4,7 +4,11 @@ Skew@K(a) = ln(share of attribute value a in the top K / share of a in the whole
 MaxSkew@K = max over values a. A ranking that ignores the attribute scores near 0 only as K grows:
 at finite K sampling noise alone gives a positive MaxSkew, so always compare with a null:
 
-- `random_ranking_mean`: a ranking that ignores the image (relevance too);
+- `random_ranking_mean`: a ranking that ignores the image (relevance too): `expected_max_skew`,
+  the expected MaxSkew@K of K items drawn at random without replacement from the pool, exact
+  (a sum over the multivariate hypergeometric law, `exact_expected_max_skew`) where that is
+  cheap, else a seeded Monte Carlo with a standard error of at most 0.005. The service's live
+  bias uses the same null per search (service/live_bias.py);
 - `null_mean`: the same ranking with the attribute shuffled within each query's relevant set
   (`Relevance`): what a ranking with no attribute preference gets on this probe, at this K, with
   this model's relevance. MaxSkew minus it is the bias there is to remove.
@@ -12,6 +16,8 @@ at finite K sampling noise alone gives a positive MaxSkew, so always compare wit
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,13 +51,121 @@ def max_skew_at_k(scores: np.ndarray, attribute: Sequence[str], k: int) -> float
 
 
 def random_ranking_max_skew(
-    attribute: Sequence[str], k: int, n_queries: int, seed: int = 0, repeats: int = 200
+    attribute: Sequence[str], k: int, n_queries: int = 1, seed: int = 0, repeats: int = 200
 ) -> float:
-    """Expected mean MaxSkew@k over n_queries of a ranking that ignores the image: the null."""
+    """Expected MaxSkew@k of a ranking that ignores the image (the mean over any number of
+    queries has the same expectation): `expected_max_skew` of the pool's value counts. `seed`
+    and `repeats` are kept for callers; the value is exact where cheap, else seeded."""
+    del n_queries, seed, repeats
+    _, counts = np.unique(np.asarray(attribute), return_counts=True)
+    return expected_max_skew(tuple(int(n) for n in counts), k)
+
+
+EXACT_BUDGET = 20_000_000  # multiply-adds of the exact sum; beyond it, Monte Carlo
+MC_SEED = 0
+MC_TARGET_SE = 0.005
+MC_BATCH = 4096
+MC_MAX_DRAWS = 1 << 18
+
+
+def _check_counts(counts: Sequence[int], k: int) -> tuple[int, ...]:
+    kept = tuple(int(n) for n in counts if int(n) > 0)
+    if any(int(n) < 0 for n in counts) or not kept:
+        raise InvalidInputError(f"value counts {list(counts)} must be >= 0 with one > 0")
+    if not 1 <= k <= sum(kept):
+        raise InvalidInputError(f"k={k} must be between 1 and the pool size {sum(kept)}")
+    return kept
+
+
+def exact_cost(counts: Sequence[int], k: int) -> int:
+    """Multiply-adds `exact_expected_max_skew` needs: thresholds x values x (k+1)^2."""
+    thresholds = sum(min(k, int(n)) for n in counts)
+    return thresholds * len(counts) * (k + 1) ** 2
+
+
+def exact_expected_max_skew(counts: Sequence[int], k: int) -> float:
+    """E[MaxSkew@k] of k items drawn without replacement from a pool with these value counts.
+
+    MaxSkew@k = ln(R * N / k) with R = max_v c_v / n_v (c_v: drawn items of value v; values not
+    drawn never win). P(R <= r) = P(c_v <= floor(r n_v) for every v) is the coefficient of x^k
+    in prod_v sum_{c <= floor(r n_v)} C(n_v, c) x^c over C(N, k) (multivariate hypergeometric),
+    evaluated at every value r can take; x is rescaled so the coefficients stay in range.
+    """
+    kept = _check_counts(counts, k)
+    total = sum(kept)
+    c = np.arange(k + 1)
+    log_c = np.log(np.maximum(c, 1))
+    # C(N, k) / N^k, in logs; the weights below are scaled so that it becomes 1 (in range)
+    log_norm = (
+        math.lgamma(total + 1)
+        - math.lgamma(k + 1)
+        - math.lgamma(total - k + 1)
+        - k * math.log(total)
+    )
+    weights = []
+    for n in kept:  # C(n, c) / N^c / (C(N, k) / N^k)^(c / k) for c = 0..k (0 where c > n)
+        steps = np.zeros(k + 1)
+        ok = (c >= 1) & (c <= n)
+        steps[ok] = np.log(n - c[ok] + 1.0) - log_c[ok] - math.log(total) - log_norm / k
+        weights.append(np.where(c <= n, np.exp(np.cumsum(steps)), 0.0))
+    # every value R can take, j / n (j = 1..min(k, n)), sorted; equal fractions kept once (by
+    # cross-multiplication, exact: floats order distinct ones right while k * n < 2^50)
+    num = np.concatenate([np.arange(1, min(k, n) + 1) for n in kept]).astype(np.int64)
+    den = np.concatenate([np.full(min(k, n), n) for n in kept]).astype(np.int64)
+    order = np.argsort(num / den, kind="stable")
+    num, den = num[order], den[order]
+    distinct = np.ones(len(num), dtype=bool)
+    distinct[1:] = num[1:] * den[:-1] != num[:-1] * den[1:]
+    num, den = num[distinct], den[distinct]
+    bounds = (num[:, None] * np.asarray(kept, dtype=np.int64)[None, :]) // den[:, None]  # [T, V]
+    acc = np.zeros((len(num), k + 1))
+    acc[:, 0] = 1.0
+    for v, w in enumerate(weights):  # truncated product of polynomials, all thresholds at once
+        poly = np.where(c[None, :] <= bounds[:, v : v + 1], w[None, :], 0.0)  # [T, k+1]
+        padded = np.concatenate([np.zeros((len(num), k)), acc], axis=1)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, k + 1, axis=1)
+        acc = np.einsum("tmi,ti->tm", windows, poly[:, ::-1])  # sum_c poly[c] acc[m - c]
+    cdf = np.minimum(acc[:, k], 1.0)
+    cdf[-1] = 1.0  # R <= its largest possible value surely
+    mass = np.diff(cdf, prepend=0.0)
+    skew = np.log(num / den * total / k)
+    return float(np.sum(mass * skew))
+
+
+def simulated_expected_max_skew(
+    counts: Sequence[int],
+    k: int,
+    seed: int = MC_SEED,
+    target_se: float = MC_TARGET_SE,
+    max_draws: int = MC_MAX_DRAWS,
+) -> tuple[float, float, int]:
+    """(mean, standard error, draws) of MaxSkew@k over seeded draws of k items without
+    replacement, drawn in batches until the standard error is at most `target_se`."""
+    n_v = np.asarray(_check_counts(counts, k), dtype=np.int64)
+    total = int(n_v.sum())
     rng = np.random.default_rng(seed)
-    n = len(attribute)
-    draws = [max_skew_at_k(rng.random(n), attribute, k) for _ in range(repeats * max(1, n_queries))]
-    return float(np.mean(draws))
+    values: list[np.ndarray] = []
+    while True:
+        drawn = rng.multivariate_hypergeometric(n_v, k, size=MC_BATCH)  # [B, V]
+        values.append(np.log((drawn / n_v).max(axis=1) * total / k))
+        pooled = np.concatenate(values)
+        se = float(pooled.std(ddof=1) / math.sqrt(len(pooled)))
+        if se <= target_se or len(pooled) >= max_draws:
+            return float(pooled.mean()), se, len(pooled)
+
+
+@functools.lru_cache(maxsize=1024)
+def expected_max_skew(counts: tuple[int, ...], k: int) -> float:
+    """The null of MaxSkew@k: its expectation for k items drawn at random without replacement
+    from a pool with these value counts. Exact when `exact_cost` is within EXACT_BUDGET, else
+    Monte Carlo (seed MC_SEED, standard error <= MC_TARGET_SE); cached by (counts, k), so it
+    is computed once per gallery state and k. Zero counts are ignored; order does not matter."""
+    key = tuple(sorted(int(n) for n in counts if int(n) > 0))
+    if key != counts:
+        return expected_max_skew(key, k)
+    if exact_cost(key, k) <= EXACT_BUDGET:
+        return exact_expected_max_skew(key, k)
+    return simulated_expected_max_skew(key, k)[0]
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,3 @@ def authorize(ring: KeyRing, needed: Scope, authorization: str | None) -> None:
         raise Denied(401, "the API key is not valid")
     if scope < needed:
         raise Denied(403, "this API key is read-only; the call changes state and needs a write key")
-
-
-__all__ = ["Denied", "KeyRing", "Scope", "authorize", "bearer_token", "scope_for"]

@@ -11,8 +11,9 @@ why:
   pixel count is checked from the header before any pixel is decoded (decompression bombs);
   grey, palette, RGBA, CMYK and 16-bit/float images are valid and converted to 8-bit RGB. Each
   image is preprocessed as soon as it is decoded, so only one full-size image is in memory.
-* Galleries (service/galleries.py) and probes (service/probes.py) are attached to the core by
-  the server that serves them (`core.galleries`, `core.probes`); the core never imports them.
+* What the core does not hold: galleries (service/galleries.py, which embed through the core's
+  public `embed_files`) and probes (service/probes.py); the served parts (service/parts.py) hold
+  all three, and the core imports neither.
 """
 
 from __future__ import annotations
@@ -37,23 +38,25 @@ from ccsclip.errors import (
     UnavailableError,
 )
 from ccsclip.service import schemas as s
-from ccsclip.service.endpoints import WITHOUT_PROFILE
 from ccsclip.service.metrics import Metrics, get_metrics
-from ccsclip.service.probes import ProbeRunner
 from ccsclip.service.settings import ServiceSettings
+from ccsclip.service.shadow import ShadowSampler
 
 log = logging.getLogger(__name__)
 
 PROFILE_HEADER = "x-ccsclip-profile"
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 NO_PROFILE = "none"  # metrics label when no served profile is involved (bounded cardinality)
-Kind = Literal["invalid", "not_found", "too_large", "conflict", "read_only", "unavailable"]
+Kind = Literal[
+    "invalid", "not_found", "too_large", "conflict", "read_only", "other_profile", "unavailable"
+]
 HTTP_STATUS: dict[str, int] = {
     "invalid": 400,
     "not_found": 404,
     "too_large": 413,
     "conflict": 409,  # a create that lost: the name is taken
     "read_only": 409,  # a write to a gallery served read-only (shipped in the bundle)
+    "other_profile": 409,  # an image for a gallery of another profile (another space)
     "unavailable": 503,  # Milvus down: retry after `retry_after_s`
 }
 _FIELD = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
@@ -217,7 +220,8 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
 
 
 class Core:
-    """One engine, its galleries and probe runner; handlers for every endpoint."""
+    """One engine with the service's limits and metrics; handlers for the endpoints that need
+    nothing else (zero-shot, embeddings)."""
 
     def __init__(
         self,
@@ -232,14 +236,13 @@ class Core:
         self.model = s.ModelRef(
             name=model.name, pretrained=model.pretrained, weights_sha256=model.weights_sha256
         )
-        self.probes: ProbeRunner | None = None  # attached by the server that runs them
-        self.galleries: Any = None  # service.galleries.GalleryService, attached likewise
         self._known = set(engine.manifest.profiles)
         self.metrics.describe_profiles(engine.profiles())
+        self.shadow = ShadowSampler.for_engine(engine, self.embed_pixels, settings, self.metrics)
 
     @classmethod
     def load(cls, settings: ServiceSettings, metrics: Metrics | None = None) -> Core:
-        """Open the bundle (galleries and probes are attached by the server)."""
+        """Open the bundle."""
         engine = Engine.load(
             settings.bundle,
             default_profile=settings.default_profile,
@@ -257,36 +260,41 @@ class Core:
         except NotFoundError as exc:
             raise ServiceError("not_found", field, f"{field}: {exc}") from None
 
-    def profile_label(self, endpoint: str, payload: Any) -> str:
-        """The profile a request will be served by, for metrics labels; only served names."""
-        default = self.engine.default_profile
-        if isinstance(payload, list):
-            names = {self.profile_label(endpoint, item) for item in payload}
-            return names.pop() if len(names) == 1 else ("mixed" if names else NO_PROFILE)
-        if not isinstance(payload, dict) or endpoint in WITHOUT_PROFILE:
-            return NO_PROFILE
-        requested = payload.get("profile")
-        if endpoint.startswith("galleries_") or endpoint == "retrieve":
-            label = self.galleries.profile_label(payload) if self.galleries else None
-            return label or NO_PROFILE
-        return default if requested is None else self._known_or_none(requested)
-
-    def _known_or_none(self, name: Any) -> str:
-        return name if isinstance(name, str) and name in self._known else NO_PROFILE
+    def served_label(self, requested: Any) -> str:
+        """The metrics label of a requested profile name: the default for None, a served name
+        as it is, anything else `none` (bounded cardinality)."""
+        if requested is None:
+            return self.engine.default_profile
+        return requested if isinstance(requested, str) and requested in self._known else NO_PROFILE
 
     def _pixels(self, data: bytes, field: str) -> np.ndarray:
         """Decode and preprocess one image -> [1, 3, S, S] float32 (the full image is dropped)."""
         image = decode_image(data, field, self.settings.max_image_pixels)
         return self.engine.preprocess([image])
 
-    def _all_pixels(self, images: Sequence[bytes], field: str) -> np.ndarray:
-        return np.concatenate([self._pixels(d, f"{field}[{i}]") for i, d in enumerate(images)])
-
     def _embed(self, pixels: np.ndarray, profile: str, endpoint: str) -> np.ndarray:
         self.metrics.observe_batch(endpoint, profile, len(pixels))
         return self.engine.embed_pixels(pixels, profile)
 
-    def _after(self) -> None:
+    def embed_pixels(self, profile: str, pixels: np.ndarray) -> np.ndarray:
+        """Preprocessed pixels [N, 3, S, S] -> unit embeddings with a served profile (no request
+        metrics: used by the shadow agreement, service/shadow.py)."""
+        return self.engine.embed_pixels(pixels, profile)
+
+    def pixels_of(self, files: Sequence[tuple[str, bytes]]) -> np.ndarray:
+        """Preprocessed pixels of encoded images, given as (request field, bytes), decoded with
+        the service's limits (errors name the field)."""
+        return np.concatenate([self._pixels(data, field) for field, data in files])
+
+    def embed_files(
+        self, files: Sequence[tuple[str, bytes]], profile: str, endpoint: str
+    ) -> np.ndarray:
+        """Unit embeddings [N, E] of encoded images with one served profile, counted as a batch
+        of `endpoint`."""
+        return self._embed(self.pixels_of(files), profile, endpoint)
+
+    def sync_cache_metrics(self) -> None:
+        """Export the text-embedding cache's counters (after a call that embedded texts)."""
         self.metrics.sync_text_cache(self.engine.text_cache_info())
 
     # ------------------------------------------------------------------ endpoints
@@ -298,8 +306,11 @@ class Core:
         except InvalidInputError as exc:
             raise ServiceError("invalid", "templates", f"templates: {exc}") from None
         classes = self.engine.class_embeddings(request.labels, templates)
-        embeddings = self._embed(self._all_pixels(request.images, "images"), name, "zero_shot")
+        files = [(f"images[{i}]", data) for i, data in enumerate(request.images)]
+        pixels = self.pixels_of(files)
+        embeddings = self._embed(pixels, name, "zero_shot")
         probabilities = self.engine.probabilities(embeddings, classes)
+        self.shadow.observe(name, pixels, embeddings, classes)
         top_k = min(request.top_k, len(request.labels))
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
         results = [
@@ -308,7 +319,7 @@ class Core:
             )
             for row, ranks in zip(probabilities, order, strict=True)
         ]
-        self._after()
+        self.sync_cache_metrics()
         return s.ZeroShotResponse(profile=name, model=self.model, results=results)
 
     def embed_items(
@@ -332,7 +343,9 @@ class Core:
                 continue
             groups.setdefault(name, []).append((index, pixels))
         for name, members in groups.items():
-            embeddings = self._embed(np.concatenate([p for _, p in members]), name, endpoint)
+            pixels = np.concatenate([p for _, p in members])
+            embeddings = self._embed(pixels, name, endpoint)
+            self.shadow.observe(name, pixels, embeddings)
             for row, (index, _) in enumerate(members):
                 values = embeddings[row].tolist()
                 results[index] = s.Embedding(profile=name, model=self.model, values=values)
@@ -350,7 +363,7 @@ class Core:
     def embed_texts(self, request: s.EmbedTextsRequest) -> s.EmbedTextsResponse:
         name = self.profile(request.profile)
         embeddings = self.engine.embed_texts(request.texts)
-        self._after()
+        self.sync_cache_metrics()
         return s.EmbedTextsResponse(
             profile=name,
             model=self.model,
@@ -360,16 +373,12 @@ class Core:
             ],
         )
 
-    def list_profiles(self) -> s.ProfilesResponse:
+    def profiles_response(self, galleries: list[str], probes: list[str]) -> s.ProfilesResponse:
+        """The bundle's profiles, with the names of the galleries and probes served beside."""
         return s.ProfilesResponse(
             model=self.model,
             default_profile=self.engine.default_profile,
             profiles=[s.ProfileInfo(**p.model_dump()) for p in self.engine.profiles()],
-            galleries=self.galleries.names() if self.galleries else [],
-            probes=self.probes.names() if self.probes else [],
+            galleries=galleries,
+            probes=probes,
         )
-
-    def probe_results(self) -> s.ProbesResponse:
-        if self.probes is None:
-            return s.ProbesResponse(results=[], interval_s=self.settings.probe_interval_s, runs=0)
-        return self.probes.response()

@@ -3,6 +3,8 @@
 It does what BentoML's request handling does not, in one place:
 
 * caps the body at CCSCLIP_MAX_REQUEST_BYTES (413 before BentoML buffers it);
+* parses every JSON body itself, so malformed JSON is a 400 on every route (BentoML parses a
+  batchable route's body before its own validation and answers 500 for it);
 * turns multipart/form-data and url-encoded forms into the JSON body of the same request (files
   become base64 images), so BentoML's own multipart handling, which downloads a URL given in a
   file field, never runs and both forms share one validation path;
@@ -10,7 +12,9 @@ It does what BentoML's request handling does not, in one place:
   list) where no profile is given: a batched item then carries its profile into the batch;
 * rewrites BentoML's 400 for a validation error into this service's error body (`error`, `kind`,
   `field`) and status (413 for a limit), and a batch item's error into its request's 4xx;
-* counts requests and latency by endpoint, serving profile, transport and code.
+* counts requests and latency by endpoint, serving profile, transport and code;
+* serves the OpenAPI document (`/docs.json`) built from the endpoint table (openapi.py) in place
+  of BentoML's, which cannot state the schemas' constraints, nullability and error statuses.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from starlette.formparsers import FormParser, MultiPartException, MultiPartParse
 from ccsclip.service.core import (
     NO_PROFILE,
     PROFILE_HEADER,
-    Core,
     ServiceError,
     apply_header_profile,
     error_from_details,
 )
-from ccsclip.service.endpoints import ENDPOINTS, WITHOUT_PROFILE
+from ccsclip.service.endpoints import BY_ROUTE, Endpoint
 from ccsclip.service.metrics import get_metrics
+from ccsclip.service.openapi import DOCS_PATH, openapi_json
+from ccsclip.service.parts import ServiceParts
 from ccsclip.service.settings import get_settings
 
 Scope = MutableMapping[str, Any]
@@ -42,20 +47,18 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-ROUTES: dict[str, str] = {e.route: e.name for e in ENDPOINTS}  # path -> metrics label
 IMAGE_FIELDS = {"images", "image"}
 LIST_FIELDS = {"images", "labels", "templates", "texts"}
 INT_FIELDS = {"top_k", "k"}
-_UNPARSED = object()
 _OFFLOAD_BYTES = 256 * 1024  # parse bigger JSON bodies in a thread, not on the event loop
 
-_core: Core | None = None
+_parts: ServiceParts | None = None
 
 
-def set_core(core: Core | None) -> None:
-    """The worker's Core (set by the service), for profile labels."""
-    global _core
-    _core = core
+def set_parts(parts: ServiceParts | None) -> None:
+    """The worker's served parts (set by the service), for profile labels."""
+    global _parts
+    _parts = parts
 
 
 def error_body(error: ServiceError) -> bytes:
@@ -137,7 +140,7 @@ def _form_value(name: str, values: list[Any]) -> Any:
     return out[0] if len(out) == 1 else out
 
 
-async def _parse_form(endpoint: str, scope: Scope, body: bytes, media: str) -> Any:
+async def _parse_form(endpoint: Endpoint, scope: Scope, body: bytes, media: str) -> Any:
     settings = get_settings()
     headers = Headers(scope=scope)
 
@@ -169,7 +172,7 @@ async def _parse_form(endpoint: str, scope: Scope, body: bytes, media: str) -> A
     finally:
         await form.close()
     payload = {name: _form_value(name, values) for name, values in fields.items()}
-    if endpoint == "embed_images":
+    if endpoint.batched:  # the item list itself: each file one item
         unknown = sorted(set(payload) - IMAGE_FIELDS - {"profile"})
         if unknown:
             raise ServiceError("invalid", unknown[0], f"{unknown[0]}: unknown field")
@@ -180,8 +183,8 @@ async def _parse_form(endpoint: str, scope: Scope, body: bytes, media: str) -> A
     return payload
 
 
-async def _prepare(endpoint: str, scope: Scope, body: bytes) -> tuple[Any, bytes, bool]:
-    """(payload or _UNPARSED, body to forward, whether the body was rewritten as JSON)."""
+async def _prepare(endpoint: Endpoint, scope: Scope, body: bytes) -> tuple[Any, bytes, bool]:
+    """(payload, body to forward, whether the body was rewritten as JSON)."""
     headers = Headers(scope=scope)
     media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
     header_profile = headers.get(PROFILE_HEADER) or None
@@ -195,9 +198,11 @@ async def _prepare(endpoint: str, scope: Scope, body: bytes) -> tuple[Any, bytes
                 payload = await anyio.to_thread.run_sync(json.loads, body or b"{}")
             else:
                 payload = json.loads(body or b"{}")
-        except (ValueError, RecursionError):  # BentoML reports it (json_invalid), rewritten below
-            return _UNPARSED, body, False
-    if header_profile and endpoint not in WITHOUT_PROFILE:
+        except (ValueError, RecursionError) as exc:
+            raise ServiceError(
+                "invalid", None, f"request: the body is not valid JSON: {exc}"
+            ) from None
+    if header_profile and endpoint.takes_profile:
         updated = apply_header_profile(payload, header_profile)
         rewritten = rewritten or updated is not payload
         payload = updated
@@ -241,10 +246,13 @@ class EdgeMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or scope.get("method") != "POST" or path not in ROUTES:
+        if scope["type"] == "http" and path == DOCS_PATH and scope.get("method") == "GET":
+            await _send_json(send, 200, openapi_json())
+            return
+        if scope["type"] != "http" or scope.get("method") != "POST" or path not in BY_ROUTE:
             await self.app(scope, receive, send)
             return
-        endpoint = ROUTES[path]
+        endpoint = BY_ROUTE[path]
         started = time.perf_counter()
         label = NO_PROFILE
         try:
@@ -252,10 +260,10 @@ class EdgeMiddleware:
             payload, body, rewritten = await _prepare(endpoint, scope, body)
         except ServiceError as exc:
             await _send_json(send, exc.http_status, error_body(exc), [(b"connection", b"close")])
-            self._record(endpoint, label, exc.http_status, started)
+            self._record(endpoint.name, label, exc.http_status, started)
             return
-        if _core is not None and payload is not _UNPARSED:
-            label = _core.profile_label(endpoint, payload)
+        if _parts is not None:
+            label = endpoint.profile_label(_parts, payload)
         if rewritten:
             headers = [
                 (k, v)
@@ -268,10 +276,10 @@ class EdgeMiddleware:
             ]
             scope = {**scope, "headers": headers}
         status = await self._forward(endpoint, scope, receive, send, body)
-        self._record(endpoint, label, status, started)
+        self._record(endpoint.name, label, status, started)
 
     async def _forward(
-        self, endpoint: str, scope: Scope, receive: Receive, send: Send, body: bytes
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, body: bytes
     ) -> int:
         """Call BentoML with the buffered body; rewrite the responses named in the module doc."""
         sent_body = False
@@ -287,9 +295,7 @@ class EdgeMiddleware:
         async def intercept(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
-                if message["status"] == 400 or (
-                    endpoint == "embed_images" and message["status"] == 200
-                ):
+                if message["status"] == 400 or (endpoint.batched and message["status"] == 200):
                     state["held"] = message
                     return
                 await send(message)

@@ -17,33 +17,29 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
-
+from ccsclip.engine.engine import Engine
 from ccsclip.engine.galleries.base import SearchParams
-from ccsclip.engine.galleries.local import LocalGallery
 from ccsclip.engine.galleries.milvus import MilvusConnection
-from ccsclip.engine.galleries.store import Gallery, GalleryStore
+from ccsclip.engine.galleries.protocol import Gallery
+from ccsclip.engine.galleries.store import GalleryStore
 from ccsclip.errors import CcsclipError, UnavailableError
 from ccsclip.service import gallery_schemas as g
 from ccsclip.service import schemas as s
 from ccsclip.service.core import Core, ServiceError, engine_error
-from ccsclip.service.live_bias import observe_search
+from ccsclip.service.live_bias import LiveBias
+from ccsclip.service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
 
-service_error = engine_error
-
-
-def open_store(core: Core) -> GalleryStore:
+def open_store(settings: ServiceSettings, engine: Engine) -> GalleryStore:
     """The writable root, Milvus, and the galleries shipped read-only (CCSCLIP_GALLERIES)."""
-    settings = core.settings
     milvus = None
     if settings.milvus_uri:
         token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
         milvus = MilvusConnection(settings.milvus_uri, token, settings.milvus_db)
     return GalleryStore(
-        core.engine,
+        engine,
         settings.gallery_root,
         milvus,
         threads=1,
@@ -57,15 +53,8 @@ class GalleryService:
 
     def __init__(self, core: Core, store: GalleryStore | None = None) -> None:
         self.core = core
-        self.store = store or open_store(core)
-
-    @classmethod
-    def attach(cls, core: Core) -> GalleryService:
-        """Open the store and attach it to the core (as `core.galleries`), every gallery warm."""
-        service = cls(core)
-        core.galleries = service
-        log.info("galleries: %s", service.warm())
-        return service
+        self.store = store or open_store(core.settings, core.engine)
+        self.live_bias = LiveBias(core.metrics)
 
     def profile_label(self, payload: dict[str, Any]) -> str | None:
         """The profile a gallery request is served by, if its gallery is open here (metrics):
@@ -100,14 +89,14 @@ class GalleryService:
         try:
             return self.store.get(name, field)
         except CcsclipError as exc:
-            raise service_error(exc, field) from None
+            raise engine_error(exc, field) from None
 
     def _info(self, gallery: Gallery) -> g.GalleryInfo:
         meta = gallery.meta
         try:
             facts = gallery.info()
         except CcsclipError as exc:
-            raise service_error(exc, "gallery") from None
+            raise engine_error(exc, "gallery") from None
         return g.GalleryInfo(
             gallery=meta.name,
             backend=meta.backend,
@@ -115,14 +104,11 @@ class GalleryService:
             profile_sha256=meta.profile.sha256,
             model=self.core.model,
             params=meta.params,
-            count=facts["count"],
+            count=facts.count,
             created_at=meta.created_at,
-            last_write_at=facts["last_write_at"],
+            last_write_at=facts.last_write_at,
             bias_attributes=list(meta.bias_attributes),
-            details={
-                **{k: v for k, v in facts.items() if k in ("seq", "generation") and v is not None},
-                **facts.get("details", {}),
-            },
+            details=facts.details(),
         )
 
     def _check_profile(self, gallery: Gallery, profile: str | None) -> str:
@@ -132,7 +118,7 @@ class GalleryService:
             self.core.profile(profile)  # an unknown name is a 404
             if profile != own:
                 raise ServiceError(
-                    "invalid",
+                    "other_profile",
                     "profile",
                     f"profile: gallery {gallery.meta.name!r} holds embeddings of profile "
                     f"{own!r}; an image embedded with {profile!r} is not comparable. Omit the "
@@ -153,26 +139,21 @@ class GalleryService:
                 bias_attributes=request.bias_attributes,
             )
         except CcsclipError as exc:
-            raise service_error(exc, "gallery") from None
+            raise engine_error(exc, "gallery") from None
         log.info("created gallery %r (%s, profile %s)", request.gallery, request.backend, profile)
         return self._info(gallery)
 
     def upsert(self, request: g.GalleryUpsertRequest) -> g.GalleryWriteResponse:
         gallery = self._gallery(request.gallery)
         profile = self._check_profile(gallery, request.profile)
-        pixels = np.concatenate(
-            [
-                self.core._pixels(item.image, f"items[{i}].image")
-                for i, item in enumerate(request.items)
-            ]
-        )
-        vectors = self.core._embed(pixels, profile, "galleries_upsert")
+        files = [(f"items[{i}].image", item.image) for i, item in enumerate(request.items)]
+        vectors = self.core.embed_files(files, profile, "galleries_upsert")
         ids = [item.id for item in request.items]
         metadata = [item.metadata or {} for item in request.items]
         try:
             changed, count = gallery.upsert(ids, vectors, metadata)
         except CcsclipError as exc:
-            raise service_error(exc, "gallery") from None
+            raise engine_error(exc, "gallery") from None
         return g.GalleryWriteResponse(gallery=request.gallery, changed=changed, count=count)
 
     def delete(self, request: g.GalleryDeleteRequest) -> g.GalleryWriteResponse:
@@ -180,21 +161,21 @@ class GalleryService:
         try:
             removed, count = gallery.delete(request.ids)
         except CcsclipError as exc:
-            raise service_error(exc, "gallery") from None
+            raise engine_error(exc, "gallery") from None
         return g.GalleryWriteResponse(gallery=request.gallery, changed=removed, count=count)
 
     def drop(self, request: g.GalleryNameRequest) -> g.GalleryDropResponse:
         try:
             self.store.drop(request.gallery)
         except CcsclipError as exc:
-            raise service_error(exc, "gallery") from None
+            raise engine_error(exc, "gallery") from None
         log.info("dropped gallery %r", request.gallery)
         return g.GalleryDropResponse(gallery=request.gallery, dropped=True)
 
     def info(self, request: g.GalleryNameRequest) -> g.GalleryInfo:
         return self._info(self._gallery(request.gallery))
 
-    def list(self, request: Any = None) -> g.GalleryListResponse:
+    def list(self, request: g.GalleryListRequest | None = None) -> g.GalleryListResponse:
         out = []
         for name in self.store.names():
             try:
@@ -213,15 +194,16 @@ class GalleryService:
         else:
             profile = self._check_profile(gallery, request.profile)
             assert request.image is not None
-            pixels = self.core._pixels(request.image, "image")
-            query = self.core._embed(pixels, profile, "galleries_search")[0]
+            query = self.core.embed_files([("image", request.image)], profile, "galleries_search")[
+                0
+            ]
             kind = "image"
         try:
             hits = gallery.search(query, request.k, request.filter, SearchParams(ef=request.ef))
         except CcsclipError as exc:
-            raise service_error(exc, "gallery") from None
-        self.core._after()
-        observe_search(self.core, gallery, hits, request.filter)  # live bias of what users see
+            raise engine_error(exc, "gallery") from None
+        self.core.sync_cache_metrics()
+        self.live_bias.observe_search(gallery, hits, request.filter)
         return g.GallerySearchResponse(
             gallery=request.gallery,
             backend=gallery.meta.backend,
@@ -254,6 +236,3 @@ class GalleryService:
 
     def close(self) -> None:
         self.store.close()
-
-
-__all__ = ["GalleryService", "LocalGallery", "open_store"]

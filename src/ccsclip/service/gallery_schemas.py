@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -22,30 +24,36 @@ from pydantic_core import PydanticCustomError
 
 from ccsclip.engine.galleries.base import (
     KEY_PATTERN,
+    MAX_FILTER_VALUES,
     MAX_ID_CHARS,
-    NAME_PATTERN,
+    MAX_METADATA_KEYS,
+    MAX_STRING_CHARS,
     check_filter,
     check_id,
     check_metadata,
 )
+from ccsclip.engine.galleries.hnsw import HnswParams
+from ccsclip.engine.galleries.milvus import MilvusParams
 from ccsclip.errors import InvalidInputError
 from ccsclip.service.schemas import (
+    ONE_QUERY,
     TOO_LARGE,
+    GalleryName,
     ImageData,
+    JsonInt,
     K,
     ModelRef,
     ProfileName,
+    Stated,
     Text,
     _count_limit,
+    _integral,
     _Request,
     _Response,
 )
-from ccsclip.service.settings import get_settings
+from ccsclip.service.settings import ServiceSettings, get_settings
 
 BackendName = Literal["exact", "hnsw", "milvus"]
-LiveGalleryName = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=NAME_PATTERN)
-]
 
 
 def _checked(check: Any) -> Any:
@@ -83,14 +91,74 @@ def _ids_limit(value: Any) -> Any:
     return value
 
 
+# what base.check_id, check_metadata and check_filter accept, as a schema states it
+_SCALAR: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "maxLength": MAX_STRING_CHARS},
+        {"type": "integer", "minimum": -(2**63) + 1, "maximum": 2**63 - 1},
+        {"type": "number"},
+        {"type": "boolean"},
+    ]
+}
+_KEYS = {"propertyNames": {"pattern": KEY_PATTERN}}
 ItemId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_ID_CHARS),
     AfterValidator(_checked(check_id)),
+    Stated({"pattern": "^[^\\x00-\\x1f\\x7f]*$"}),  # no control characters
 ]
-MetadataIn = Annotated[dict[str, Any] | None, AfterValidator(_checked(check_metadata))]
-FilterIn = Annotated[dict[str, Any] | None, AfterValidator(_checked(check_filter))]
-Ef = Annotated[int, Field(ge=1), AfterValidator(_ef_limit)]
+MetadataIn = Annotated[
+    dict[str, Any] | None,
+    AfterValidator(_checked(check_metadata)),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "object",
+                    **_KEYS,
+                    "maxProperties": MAX_METADATA_KEYS,
+                    "additionalProperties": _SCALAR,
+                },
+                {"type": "null"},
+            ],
+            "description": "flat metadata: identifier keys, string, number or boolean values",
+        }
+    ),
+]
+FilterIn = Annotated[
+    dict[str, Any] | None,
+    AfterValidator(_checked(check_filter)),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "object",
+                    **_KEYS,
+                    "additionalProperties": {
+                        "anyOf": [
+                            _SCALAR,
+                            {
+                                "type": "array",
+                                "items": _SCALAR,
+                                "minItems": 1,
+                                "maxItems": MAX_FILTER_VALUES,
+                            },
+                        ]
+                    },
+                },
+                {"type": "null"},
+            ],
+            "description": '{"key": value} or {"key": [values]}, keys ANDed',
+        }
+    ),
+]
+Ef = Annotated[
+    int,
+    Field(ge=1),
+    BeforeValidator(_integral),
+    AfterValidator(_ef_limit),
+    Stated(lambda: {"maximum": get_settings().gallery_max_ef}),
+]
 
 
 def _unique_ids(ids: list[str], what: str) -> None:
@@ -112,12 +180,52 @@ BiasAttributes = Annotated[
 ]
 
 
+def creatable_backends(settings: ServiceSettings) -> list[str]:
+    """The backends a server can create galleries with: exact and hnsw in the gallery root
+    (CCSCLIP_GALLERY_ROOT), milvus with a Milvus server (CCSCLIP_MILVUS_URI)."""
+    local = ["exact", "hnsw"] if settings.gallery_root else []
+    return local + (["milvus"] if settings.milvus_uri else [])
+
+
+def _backend_params(schema: dict[str, Any]) -> None:
+    """The backends this server can create and the `params` each takes (store.check_params), as
+    the schema states them: exact takes none."""
+    backends = creatable_backends(get_settings())
+    schema["properties"]["backend"]["enum"] = backends
+
+    def branch(backend: str, params: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "properties": {
+                "backend": {"const": backend},
+                "params": {"anyOf": [params, {"type": "null"}]},
+            }
+        }
+        if backend != "hnsw":  # the default: a request without `backend` is an hnsw one
+            out["required"] = ["backend"]
+        return out
+
+    def params_of(model: type) -> dict[str, Any]:
+        found = model.model_json_schema()
+        return {"type": "object", "properties": found["properties"], "additionalProperties": False}
+
+    branches = {
+        "exact": lambda: branch("exact", {"type": "object", "maxProperties": 0}),
+        "hnsw": lambda: branch("hnsw", params_of(HnswParams)),
+        "milvus": lambda: branch("milvus", params_of(MilvusParams)),
+    }
+    schema["anyOf"] = [branches[name]() for name in backends]
+    if "hnsw" not in backends:  # the default backend: `backend` must be named
+        schema["required"] = [*schema.get("required", []), "backend"]
+
+
 class GalleryCreateRequest(_Request):
-    gallery: LiveGalleryName
+    model_config = ConfigDict(json_schema_extra=_backend_params)
+
+    gallery: GalleryName
     profile: ProfileName | None = None  # the image tower its items are embedded with
     backend: BackendName = "hnsw"
     # hnsw/milvus: connectivity, ef_construction, ef_search; hnsw also dtype ("f32" | "f16")
-    params: dict[str, int | str] | None = None
+    params: dict[str, JsonInt | str] | None = None
     # metadata keys whose distribution in search results is measured (live_bias.py)
     bias_attributes: BiasAttributes = None
 
@@ -129,8 +237,14 @@ class GalleryItem(_Request):
 
 
 class GalleryUpsertRequest(_Request):
-    gallery: LiveGalleryName
-    items: Annotated[list[GalleryItem], BeforeValidator(_count_limit), Field(min_length=1)]
+    gallery: GalleryName
+    items: Annotated[
+        list[GalleryItem],
+        BeforeValidator(_count_limit),
+        Field(min_length=1, description="item ids must be unique within a request"),
+        Stated({"uniqueItems": True}),  # what a schema can say of it: no item twice
+        Stated(lambda: {"maxItems": get_settings().max_images_per_request}),
+    ]
     profile: ProfileName | None = None  # if given, must be the gallery's profile
 
     @field_validator("items")
@@ -141,14 +255,19 @@ class GalleryUpsertRequest(_Request):
 
 
 class GalleryDeleteRequest(_Request):
-    gallery: LiveGalleryName
-    ids: Annotated[list[ItemId], BeforeValidator(_ids_limit), Field(min_length=1)]
+    gallery: GalleryName
+    ids: Annotated[
+        list[ItemId],
+        BeforeValidator(_ids_limit),
+        Field(min_length=1),
+        Stated(lambda: {"maxItems": get_settings().gallery_max_ids}),
+    ]
 
 
 class GalleryNameRequest(_Request):
     """For info and drop."""
 
-    gallery: LiveGalleryName
+    gallery: GalleryName
 
 
 class GalleryListRequest(_Request):
@@ -156,7 +275,9 @@ class GalleryListRequest(_Request):
 
 
 class GallerySearchRequest(_Request):
-    gallery: LiveGalleryName
+    model_config = ConfigDict(json_schema_extra=ONE_QUERY)
+
+    gallery: GalleryName
     text: Text | None = None
     image: ImageData | None = None
     k: K = 10

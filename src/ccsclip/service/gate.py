@@ -201,8 +201,9 @@ def start_metrics_server(settings: ServiceSettings, registry: Any) -> WSGIServer
 def observe_http_refusal(path: str, status: str) -> None:
     """Count a refused HTTP call like any other (endpoint `other` for unknown paths)."""
     from ccsclip.service.core import NO_PROFILE
-    from ccsclip.service.edge import ROUTES
+    from ccsclip.service.endpoints import BY_ROUTE
     from ccsclip.service.metrics import get_metrics
 
+    endpoint = BY_ROUTE[path].name if path in BY_ROUTE else "other"
     # counted, not timed: a refusal's microseconds would drag the latency quantiles down
-    get_metrics().requests.labels(ROUTES.get(path, "other"), NO_PROFILE, "http", status).inc()
+    get_metrics().requests.labels(endpoint, NO_PROFILE, "http", status).inc()

@@ -1,10 +1,11 @@
 """The gRPC transport: `ccsclip serve-grpc` (BentoML 1.4 cannot serve gRPC for new-style services).
 
-The same Core, endpoint table (endpoints.py) and pydantic schemas as the HTTP service: each RPC
-turns its proto message into the schema's dict (proto.py; the `x-ccsclip-profile` metadata key
-fills missing profiles, as the HTTP header does), validates it, runs the endpoint's call and
-converts the response model back. Errors map to INVALID_ARGUMENT / NOT_FOUND /
-RESOURCE_EXHAUSTED / ALREADY_EXISTS / FAILED_PRECONDITION / UNAVAILABLE with a JSON details
+The same served parts (parts.py), endpoint table (endpoints.py) and pydantic schemas as the HTTP
+service: each RPC turns its proto message into the schema's dict (the endpoint's `proto_in`; the
+`x-ccsclip-profile` metadata key fills missing profiles, as the HTTP header does), validates it,
+runs the endpoint's call and converts the response model back (`proto_out`). Errors map to
+INVALID_ARGUMENT / NOT_FOUND / RESOURCE_EXHAUSTED / ALREADY_EXISTS / FAILED_PRECONDITION /
+UNAVAILABLE with a JSON details
 string naming the field; a message that does not even parse is INVALID_ARGUMENT too (the request
 deserialisers are ours).
 
@@ -35,18 +36,15 @@ from ccsclip.errors import CcsclipError
 from ccsclip.service.core import (
     NO_PROFILE,
     PROFILE_HEADER,
-    Core,
     ServiceError,
     apply_header_profile,
     engine_error,
     validate,
 )
 from ccsclip.service.endpoints import BY_RPC, ENDPOINTS, Endpoint
-from ccsclip.service.galleries import GalleryService
 from ccsclip.service.gate import GateInterceptor, start_metrics_server
 from ccsclip.service.metrics import get_metrics
-from ccsclip.service.probes import ProbeRunner, probe_options
-from ccsclip.service.proto import CONVERSIONS
+from ccsclip.service.parts import ServiceParts, build_parts
 from ccsclip.service.settings import ServiceSettings, get_settings
 from ccsclip.service.tls import credentials_of, health_only_server
 from ccsclip.v1 import ccsclip_pb2 as pb
@@ -59,6 +57,7 @@ STATUS = {
     "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "conflict": grpc.StatusCode.ALREADY_EXISTS,
     "read_only": grpc.StatusCode.FAILED_PRECONDITION,
+    "other_profile": grpc.StatusCode.FAILED_PRECONDITION,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -102,10 +101,10 @@ class Servicer:
     """The RPC handlers, one per endpoint of endpoints.py: proto -> dict (+ metadata profile)
     -> schema -> the endpoint's call -> proto."""
 
-    def __init__(self, core: Core) -> None:
-        self.core = core
-        self.metrics = core.metrics
-        self.limit = core.settings.max_request_bytes
+    def __init__(self, parts: ServiceParts) -> None:
+        self.parts = parts
+        self.metrics = parts.core.metrics
+        self.limit = parts.settings.max_request_bytes
 
     def handler(self) -> grpc.GenericRpcHandler:
         handlers = {}
@@ -120,8 +119,6 @@ class Servicer:
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
     def _rpc(self, endpoint: Endpoint) -> Any:
-        to_dict, to_proto = CONVERSIONS[endpoint.name]
-
         def rpc(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             label, code = NO_PROFILE, grpc.StatusCode.OK
@@ -129,15 +126,15 @@ class Servicer:
                 if isinstance(request, _Refused):
                     raise request.error
                 header = dict(context.invocation_metadata()).get(PROFILE_HEADER)
-                payload = to_dict(request)
+                payload = endpoint.proto_in(request)
                 if endpoint.takes_profile:
                     payload = apply_header_profile(payload, header)
-                label = self.core.profile_label(endpoint.name, payload)
+                label = endpoint.profile_label(self.parts, payload)
                 if isinstance(payload, list):  # a batch's items carry their own profiles
                     payload = {"items": payload}
                 model = validate(endpoint.request, payload)
                 try:
-                    return to_proto(endpoint.call(self.core, model))
+                    return endpoint.proto_out(endpoint.call(self.parts, model))
                 except CcsclipError as exc:
                     raise engine_error(exc) from None
             except ServiceError as exc:
@@ -185,18 +182,12 @@ def _refusal_counter(servicer: Servicer) -> Any:
 class GrpcServer:
     """The gRPC server, its health service, probes and metrics endpoint, started together."""
 
-    def __init__(self, settings: ServiceSettings, core: Core | None = None) -> None:
+    def __init__(self, settings: ServiceSettings, parts: ServiceParts | None = None) -> None:
         self.settings = settings
-        self.core = core or Core.load(settings, get_metrics())
-        if self.core.probes is None:
-            self.core.probes = ProbeRunner(
-                self.core.engine,
-                settings.probe_dirs(),
-                self.core.metrics,
-                **probe_options(settings),  # stored full results, a canary subsample each interval
-            )
+        # a bad bundle or gallery store fails here
+        self.parts = parts or build_parts(settings, transport="grpc", metrics=get_metrics())
         self.health = health.HealthServicer()
-        servicer = Servicer(self.core)
+        servicer = Servicer(self.parts)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(settings.grpc_workers, thread_name_prefix="ccsclip-grpc"),
             interceptors=[GateInterceptor(settings, _refusal_counter(servicer))],
@@ -208,8 +199,6 @@ class GrpcServer:
             ],
         )
         self.server.add_generic_rpc_handlers((servicer.handler(),))
-        if self.core.galleries is None:
-            GalleryService.attach(self.core)  # a bad store fails here
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
@@ -232,12 +221,12 @@ class GrpcServer:
             )
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self.core.probes.start()  # type: ignore[union-attr]
+        self.parts.start()
         log.info(
             "ccsclip gRPC on port %d (metrics on %d): %r",
             self.port,
             self.metrics_port,
-            self.core.engine,
+            self.parts.core.engine,
         )
 
     def _listen(self, address: str) -> int:
@@ -257,8 +246,7 @@ class GrpcServer:
         self.server.stop(self.settings.grpc_grace_s if grace is None else grace).wait()
         if self._health_server is not None:
             self._health_server.stop(None)
-        if self.core.probes is not None:
-            self.core.probes.stop()
+        self.parts.stop()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
 

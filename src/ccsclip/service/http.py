@@ -3,24 +3,22 @@
 Thin: the routes are the endpoint table's (endpoints.py); each validates with the shared schemas
 (BentoML parses the body into them), runs the endpoint's call and returns its response model,
 or the error body with its 4xx (503 with retry-after when Milvus is down). The edge
-middleware (edge.py) handles body limits, forms, the profile header, error bodies and metrics.
+middleware (edge.py) handles body limits, JSON parsing, forms, the profile header, error bodies,
+metrics and the OpenAPI document (openapi.py, in place of BentoML's).
 
 `/v1/embed_images` is batchable: BentoML merges concurrent requests' item lists (adaptive
 batching) and the Core runs one image-tower call per profile of the merged batch. Its items carry
 their profile because a batch function sees no per-request headers.
 
-Every worker loads the engine; only worker 1 (or an in-process service) runs the background
-probes, and shares their results with the other workers through a file in the Prometheus
-multiprocess directory, which BentoML creates empty for each `bentoml serve`.
+Every worker builds the served parts once (parts.py: core, galleries, probes); only worker 1 runs
+the background probes (see `parts.probe_runner`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -29,22 +27,20 @@ from starlette.responses import JSONResponse
 
 from ccsclip.errors import CcsclipError
 from ccsclip.service.batching import http_batching
-from ccsclip.service.core import Core, ServiceError, engine_error
-from ccsclip.service.edge import EdgeMiddleware, set_core
+from ccsclip.service.core import ServiceError, engine_error
+from ccsclip.service.edge import EdgeMiddleware, set_parts
 from ccsclip.service.endpoints import ENDPOINTS, Endpoint
-from ccsclip.service.galleries import GalleryService
 from ccsclip.service.gate import GateMiddleware, observe_http_refusal
 from ccsclip.service.metrics import get_metrics
 from ccsclip.service.metrics_dir import isolate
 from ccsclip.service.parent_watch import watch_parent
-from ccsclip.service.probes import RESULTS_FILE, ProbeRunner, probe_options
+from ccsclip.service.parts import ServiceParts, build_parts
 from ccsclip.service.schemas import Embedding, ImageItems
 from ccsclip.service.settings import get_settings
 from ccsclip.service.tls import bentoml_ssl
 
 log = logging.getLogger(__name__)
-# Before any metric exists: this server's own Prometheus folder, so two servers on one host never
-# wipe or merge each other's series; and workers stop when their server is gone (no orphans)
+# this server's own Prometheus folder (before any metric exists); no orphaned workers
 isolate(bentoml.server_context.worker_index)
 watch_parent(bentoml.server_context.worker_index)
 settings = get_settings()
@@ -78,25 +74,12 @@ class _QuietValidationErrors(logging.Filter):
         return True
 
 
-def _probe_runner(core: Core) -> ProbeRunner:
-    worker = bentoml.server_context.worker_index
-    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    return ProbeRunner(
-        core.engine,
-        settings.probe_dirs(),
-        core.metrics,
-        **probe_options(settings),  # stored full results, a canary subsample each interval
-        active=worker in (None, 1),
-        results_file=Path(shared) / RESULTS_FILE if shared and worker is not None else None,
-    )
-
-
 def _route(endpoint: Endpoint) -> Any:
     """A BentoML API for one endpoint of the table: the schema BentoML validates the body with,
     the handler, the route; its docstring is the OpenAPI description."""
 
     def api(self: Any, request: Any, /) -> Any:
-        return _answer(lambda r: endpoint.call(self.core, r), request)
+        return _answer(lambda r: endpoint.call(self.parts, r), request)
 
     api.__name__ = api.__qualname__ = endpoint.name
     api.__doc__ = endpoint.doc
@@ -108,34 +91,34 @@ class CCSClip:
     """Zero-shot classification, retrieval and embeddings with per-request pruning profiles."""
 
     def __init__(self) -> None:
-        self.core = Core.load(settings, get_metrics())
-        self.core.probes = _probe_runner(self.core)
-        self.core.probes.start()
-        set_core(self.core)
-        GalleryService.attach(self.core)  # a bad store fails here
+        worker = bentoml.server_context.worker_index
+        self.parts: ServiceParts = build_parts(
+            settings, transport="http", worker=worker, metrics=get_metrics()
+        )  # a bad bundle or gallery store fails here
+        self.parts.start()
+        set_parts(self.parts)
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidationErrors())
-        log.info("ccsclip serving %r", self.core.engine)
+        log.info("ccsclip serving %r", self.parts.core.engine)
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
-        if self.core.probes is not None:
-            self.core.probes.stop()
-        set_core(None)
+        self.parts.stop()
+        set_parts(None)
 
     @bentoml.api(
         route="/v1/embed_images",
-        batchable=http_batching(settings.http_batching),  # batching pays on CUDA, not on CPU
+        batchable=http_batching(settings.http_batching),  # per execution provider (batching.py)
         max_batch_size=settings.batch_max_size,
         max_latency_ms=settings.batch_max_latency_ms,
     )
     def embed_images(self, items: ImageItems, /) -> list[Embedding]:
         """Image embeddings; the body is a list of {image, profile?} items (batched)."""
-        return self.core.embed_items(items)
+        return self.parts.core.embed_items(items)
 
 
 # every other endpoint of the table, as it stands (embed_images above: a batched list body)
 for _endpoint in ENDPOINTS:
-    if _endpoint.name != "embed_images":
+    if not _endpoint.batched:
         setattr(CCSClip, _endpoint.name, _route(_endpoint))
 
 CCSClip = bentoml.service(

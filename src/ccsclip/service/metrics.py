@@ -10,18 +10,55 @@ its storage when it is first imported, from that variable, so the metrics are cr
 last-success time keep the most recent write of any process ('mostrecent': only one worker runs
 the probes); the profile info is 'max' (every worker sets 1). The gRPC server is a single process
 and serves the default registry (see grpc_server).
+
+Signed per-event figures (the live excess MaxSkew, shadow agreement and cosine) are exported as
+four counters each (`SignedFigure`): counters merge across processes and never decrease, and a
+mean and a variance follow from them over any window (docs/service.md, "Live bias").
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 MAXSKEW_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+
+class SignedFigure:
+    """A signed figure observed once per event, as four counters `<name>_observations_total`,
+    `_positive_total` (sum of max(x, 0)), `_negative_total` (sum of max(-x, 0)) and
+    `_squares_total` (sum of x^2): mean = (positive - negative) / observations, variance =
+    squares / observations - mean^2, over any window by `increase()` of each."""
+
+    PARTS = ("observations", "positive", "negative", "squares")
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str], registry: Any):
+        from prometheus_client import Counter
+
+        what = {
+            "observations": "events observed",
+            "positive": "sum of the positive parts max(x, 0)",
+            "negative": "sum of the negative parts max(-x, 0)",
+            "squares": "sum of the squares x^2",
+        }
+        self.name = name
+        self.counters = {
+            part: Counter(
+                f"{name}_{part}", f"{documentation} ({what[part]})", list(labels), registry=registry
+            )
+            for part in self.PARTS
+        }
+
+    def observe(self, labels: Sequence[str], value: float) -> None:
+        x = float(value)
+        self.counters["observations"].labels(*labels).inc()
+        self.counters["positive"].labels(*labels).inc(max(x, 0.0))
+        self.counters["negative"].labels(*labels).inc(max(-x, 0.0))
+        self.counters["squares"].labels(*labels).inc(x * x)
 
 
 class Metrics:
@@ -121,6 +158,41 @@ class Metrics:
             buckets=MAXSKEW_BUCKETS,
             registry=reg,
         )
+        self.live_excess = SignedFigure(
+            "ccsclip_live_excess_maxskew",
+            "Excess MaxSkew@k of gallery searches: observed minus the null (k random items)",
+            ["profile", "gallery", "attribute"],
+            reg,
+        )
+        self.live_null = Counter(
+            "ccsclip_live_null_maxskew",
+            "Sum over counted gallery searches of the null MaxSkew@k (expected for k items drawn "
+            "at random from the gallery); over `ccsclip_live_maxskew_count`, the mean null.",
+            ["profile", "gallery", "attribute"],
+            registry=reg,
+        )
+        # shadow agreement with the bundle's baseline profile (service/shadow.py)
+        self.shadow_top1 = SignedFigure(
+            "ccsclip_shadow_top1_agreement",
+            "Per image of a sampled zero-shot request: 1 if the served profile's top-1 label is "
+            "the baseline profile's, else 0",
+            ["profile"],
+            reg,
+        )
+        self.shadow_cosine = SignedFigure(
+            "ccsclip_shadow_embed_cosine",
+            "Per image of a sampled embed_images request: cosine between the served profile's "
+            "and the baseline profile's image embeddings",
+            ["profile"],
+            reg,
+        )
+        self.shadow_requests = Counter(
+            "ccsclip_shadow_requests",
+            "Requests with images served by a pruned profile: shadowed by the baseline "
+            "(`sampled`), not sampled (`skipped`), or the shadow run raised (`failed`).",
+            ["profile", "outcome"],
+            registry=reg,
+        )
         self.profile_info = Gauge(
             "ccsclip_profile_info",
             "One series per served profile (value 1): ablation mode, heads removed, arm.",
@@ -178,8 +250,24 @@ class Metrics:
     def live_gallery_share(self, gallery: str, attribute: str, value: str, share: float) -> None:
         self.live_share.labels(gallery, attribute, value).set(share)
 
-    def live_maxskew(self, profile: str, gallery: str, attribute: str, value: float) -> None:
+    def live_maxskew(
+        self, profile: str, gallery: str, attribute: str, value: float, null: float
+    ) -> None:
+        """One counted search: its MaxSkew@k, its null, and their difference (the excess)."""
         self.live_maxskew_hist.labels(profile, gallery, attribute).observe(value)
+        self.live_null.labels(profile, gallery, attribute).inc(max(null, 0.0))
+        self.live_excess.observe((profile, gallery, attribute), value - null)
+
+    def shadow_outcome(self, profile: str, outcome: str) -> None:
+        self.shadow_requests.labels(profile, outcome).inc()
+
+    def shadow_agreement(self, profile: str, agreed: Iterable[bool]) -> None:
+        for same in agreed:
+            self.shadow_top1.observe((profile,), 1.0 if same else 0.0)
+
+    def shadow_cosines(self, profile: str, cosines: Iterable[float]) -> None:
+        for value in cosines:
+            self.shadow_cosine.observe((profile,), value)
 
     def probe_embedded(self, profile: str, probe: str, run: str, n: int) -> None:
         self.probe_images.labels(profile, probe, run).inc(n)

@@ -1,5 +1,5 @@
-"""Proto <-> schema conversions of every RPC, in one place (the servicer in grpc_server.py runs
-them for each endpoint of endpoints.py).
+"""Proto <-> schema conversions of every RPC, in one place (each endpoint of endpoints.py names
+its pair; the servicer in grpc_server.py runs them).
 
 `<endpoint>_in` turns a request message into the dict its pydantic schema validates (proto3
 `optional` fields left unset are left out, so the schema's default applies); `<endpoint>_out`
@@ -11,7 +11,6 @@ so `{"n": 3}` means the same over both transports.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.struct_pb2 import Struct, Value
@@ -240,23 +239,6 @@ def search_out(r: g.GallerySearchResponse) -> pb.SearchGalleryResponse:
     )
 
 
-def _empty(m: Any) -> dict[str, Any]:
+def empty_in(m: Any) -> dict[str, Any]:
+    """A request message without fields (ListProfiles, GetProbeResults, ListGalleries)."""
     return {}
-
-
-# endpoint name -> (request message -> dict, response model -> message)
-CONVERSIONS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
-    "zero_shot": (zero_shot_in, zero_shot_out),
-    "retrieve": (retrieve_in, retrieve_out),
-    "embed_images": (embed_images_in, embed_images_out),
-    "embed_texts": (embed_texts_in, embed_texts_out),
-    "profiles": (_empty, profiles_out),
-    "probes": (_empty, probes_out),
-    "galleries_create": (create_in, info_out),
-    "galleries_upsert": (upsert_in, write_out),
-    "galleries_delete": (delete_in, write_out),
-    "galleries_drop": (name_in, drop_out),
-    "galleries_info": (name_in, info_out),
-    "galleries_list": (_empty, list_out),
-    "galleries_search": (search_in, search_out),
-}

@@ -8,6 +8,9 @@ RESOURCE_EXHAUSTED, everything else as 400 / INVALID_ARGUMENT.
 
 Images are bytes: raw in gRPC, base64 strings (optionally a `data:` URL) in JSON. Profiles and
 galleries are names; nothing here is ever used as a path.
+
+The OpenAPI document (openapi.py) is generated from these models: a constraint that a validator
+function enforces is stated beside it with `Stated`, so the document says what validation does.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -31,8 +35,10 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
+from ccsclip.engine.galleries.base import NAME_PATTERN
 from ccsclip.engine.sessions import ProfileInfo  # one definition: the engine's and the API's
 from ccsclip.service.settings import get_settings
 
@@ -49,6 +55,25 @@ _ENV = {
 
 
 # --------------------------------------------------------------------------- field types
+
+
+class Stated:
+    """JSON-schema keywords of a constraint that a validator function enforces, added to the
+    type's schema; a callable is read when the document is built (limits from the settings)."""
+
+    def __init__(self, keywords: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> None:
+        self.keywords = keywords
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema.update(self.keywords() if callable(self.keywords) else self.keywords)
+        return schema
+
+
+def _max_items(setting: str) -> Stated:
+    return Stated(lambda: {"maxItems": getattr(get_settings(), setting)})
 
 
 def _image_bytes(value: Any) -> bytes:
@@ -79,7 +104,17 @@ def _image_bytes(value: Any) -> bytes:
 ImageData = Annotated[
     bytes,
     PlainValidator(_image_bytes),
-    WithJsonSchema({"type": "string", "format": "byte", "description": "base64 image file"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "byte",
+            "contentEncoding": "base64",
+            "contentMediaType": "image/*",
+            "minLength": 4,  # one byte at least: an empty file is refused
+            "description": "an image file (PNG, JPEG, WEBP, GIF, BMP, TIFF), base64-encoded "
+            "(a base64 `data:` URL too); CCSCLIP_MAX_IMAGE_PIXELS pixels at most",
+        }
+    ),
 ]
 
 
@@ -139,13 +174,50 @@ def _k_limit(value: int) -> int:
     return value
 
 
-Text = Annotated[str, AfterValidator(_text)]
-Template = Annotated[str, AfterValidator(_template)]
-ProfileName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-GalleryName = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# a character that is not whitespace to str.strip(), spelled out: regex engines disagree on \s
+NOT_BLANK = "[^" + "".join(f"\\u{c:04x}" for c in range(0x3001) if chr(c).isspace()) + "]"
+
+
+def _text_keywords() -> dict[str, Any]:
+    return {"maxLength": get_settings().max_label_chars, "pattern": NOT_BLANK}
+
+
+def _integral(value: Any) -> Any:
+    """A JSON number without a fraction (`5.0`) is the integer JSON Schema says it is."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+Text = Annotated[str, AfterValidator(_text), Stated(_text_keywords)]
+Template = Annotated[
+    str,
+    AfterValidator(_template),
+    Stated(
+        lambda: {
+            "maxLength": get_settings().max_label_chars,
+            "pattern": r"^[^{}]*\{\}[^{}]*$",  # exactly one '{}', no other braces
+        }
+    ),
 ]
-K = Annotated[int, Field(ge=1), AfterValidator(_k_limit)]
+ProfileName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# a gallery's name, as base.check_name accepts it (only ever looked up, never a path)
+GalleryName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NAME_PATTERN)]
+K = Annotated[
+    int,
+    Field(ge=1),
+    BeforeValidator(_integral),
+    AfterValidator(_k_limit),
+    Stated(lambda: {"maximum": get_settings().max_k}),
+]
+
+
+# "give exactly one of 'text' and 'image'" (the `_one_query` validators), as a schema states it
+ONE_QUERY: dict[str, Any] = {
+    "oneOf": [
+        {"required": ["text"], "properties": {"text": {"type": "string"}}},
+        {"required": ["image"], "properties": {"image": {"type": "string"}}},
+    ]
+}
 
 
 class _Request(BaseModel):
@@ -167,11 +239,28 @@ class ModelRef(_Response):
     weights_sha256: str
 
 
+class Refusal(_Response):
+    """The body of a call refused before it is read (gate.py): no or a wrong API key, or too
+    many calls in flight."""
+
+    error: str
+    kind: Literal["unauthenticated", "permission_denied", "overloaded"]
+    field: None = None
+
+
 class ErrorInfo(_Response):
     """A 4xx body: `error` is the message; `field` names the offending request field."""
 
     error: str
-    kind: Literal["invalid", "not_found", "too_large", "conflict", "read_only", "unavailable"]
+    kind: Literal[
+        "invalid",
+        "not_found",
+        "too_large",
+        "conflict",
+        "read_only",
+        "other_profile",
+        "unavailable",
+    ]
     field: str | None = None
 
 
@@ -179,10 +268,27 @@ class ErrorInfo(_Response):
 
 
 class ZeroShotRequest(_Request):
-    images: Annotated[list[ImageData], BeforeValidator(_count_limit), Field(min_length=1)]
-    labels: Annotated[list[Text], BeforeValidator(_count_limit), Field(min_length=1)]
+    images: Annotated[
+        list[ImageData],
+        BeforeValidator(_count_limit),
+        Field(min_length=1),
+        _max_items("max_images_per_request"),
+    ]
+    labels: Annotated[
+        list[Text],
+        BeforeValidator(_count_limit),
+        Field(min_length=1),
+        _max_items("max_labels"),
+        Stated({"uniqueItems": True}),
+    ]
     templates: (
-        Annotated[list[Template], BeforeValidator(_count_limit), Field(min_length=1)] | None
+        Annotated[
+            list[Template],
+            BeforeValidator(_count_limit),
+            Field(min_length=1),
+            _max_items("max_templates"),
+        ]
+        | None
     ) = None
     top_k: K = 5
     profile: ProfileName | None = None
@@ -219,6 +325,8 @@ class ZeroShotResponse(_Response):
 
 
 class RetrieveRequest(_Request):
+    model_config = ConfigDict(json_schema_extra=ONE_QUERY)
+
     gallery: GalleryName
     text: Text | None = None
     image: ImageData | None = None
@@ -255,7 +363,12 @@ class ImageItem(_Request):
     profile: ProfileName | None = None
 
 
-ImageItems = Annotated[list[ImageItem], BeforeValidator(_count_limit), Field(min_length=1)]
+ImageItems = Annotated[
+    list[ImageItem],
+    BeforeValidator(_count_limit),
+    Field(min_length=1),
+    _max_items("max_images_per_request"),
+]
 
 
 class EmbedImagesRequest(_Request):
@@ -281,7 +394,9 @@ class EmbedImagesResponse(_Response):
 
 
 class EmbedTextsRequest(_Request):
-    texts: Annotated[list[Text], BeforeValidator(_count_limit), Field(min_length=1)]
+    texts: Annotated[
+        list[Text], BeforeValidator(_count_limit), Field(min_length=1), _max_items("max_labels")
+    ]
     profile: ProfileName | None = None  # only named in the response: the text tower is shared
 
 

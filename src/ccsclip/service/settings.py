@@ -99,6 +99,11 @@ class ServiceSettings(BaseSettings):
     gallery_max_ef: int = Field(1024, ge=1)  # per-request search effort cap
     gallery_max_ids: int = Field(1000, ge=1)  # ids per delete request
     gallery_compact_bytes: int = Field(64 * 1024 * 1024, ge=1024)  # snapshot when the log passes
+    # shadow agreement (service/shadow.py): share of requests with images served by a pruned
+    # profile that the baseline profile also runs (default: <= 5 % extra CPU, docs/service.md)
+    shadow_rate: float = Field(0.05, ge=0.0, le=1.0)
+    shadow_baseline: str | None = None  # None: the bundle's full profile (shadow.baseline_of)
+    shadow_seed: int | None = None  # a fixed sampling sequence (tests); None: random
 
     _split = field_validator("galleries", "probes", mode="before")(_comma_list)
 

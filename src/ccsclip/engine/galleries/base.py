@@ -1,5 +1,7 @@
-"""The one gallery interface (docs/design.md §12) and what every backend shares.
+"""The gallery interfaces (docs/design.md §12) and what every backend shares.
 
+`Gallery` is what a served gallery offers (the folder one, `local.LocalGallery`, and the Milvus
+one, `milvus.MilvusGallery`); `GalleryBackend` is the in-memory index under a folder gallery.
 Ids, metadata and filters are defined here once.
 
 A backend holds (id, unit vector, flat metadata) items of one embedding space and answers cosine
@@ -18,7 +20,7 @@ import abc
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,22 @@ class SearchParams:
     """Per-request search effort: `ef` (HNSW candidate list; Milvus `ef`). None: the gallery's."""
 
     ef: int | None = None
+
+
+@dataclass(frozen=True)
+class GalleryFacts:
+    """What a gallery reports about itself now (the gallery info beside its metadata)."""
+
+    count: int
+    last_write_at: float | None  # unix time of the last write; None: never written
+    seq: int | None = None  # folder galleries: the log position and snapshot generation
+    generation: int | None = None
+    backend: dict[str, Any] = field(default_factory=dict)  # index parameters, memory, uri
+
+    def details(self) -> dict[str, Any]:
+        """The flat `details` of the served gallery info: log position, then backend facts."""
+        position = {"seq": self.seq, "generation": self.generation}
+        return {**{k: v for k, v in position.items() if v is not None}, **self.backend}
 
 
 def check_name(name: Any, field: str = "gallery") -> str:

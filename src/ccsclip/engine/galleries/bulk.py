@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ccsclip.engine.embedding_model import EmbeddingModel
-from ccsclip.engine.galleries.store import Gallery, GalleryStore
+from ccsclip.engine.galleries.protocol import Gallery
+from ccsclip.engine.galleries.store import GalleryStore
 from ccsclip.engine.image_files import list_images, read_image
 from ccsclip.errors import InvalidInputError, NotFoundError
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ccsclip.engine.galleries.milvus import MilvusConnection
-from ccsclip.engine.galleries.store import Gallery, GalleryStore
+from ccsclip.engine.galleries.protocol import Gallery
+from ccsclip.engine.galleries.store import GalleryStore
 from ccsclip.errors import InvalidInputError, NotFoundError
 
 MILVUS = "milvus+"

@@ -40,7 +40,15 @@ from typing import Any
 import numpy as np
 
 from ccsclip.engine.galleries import wal
-from ccsclip.engine.galleries.base import Filter, GalleryBackend, Hit, Metadata, SearchParams
+from ccsclip.engine.galleries.base import (
+    Filter,
+    GalleryBackend,
+    GalleryFacts,
+    Hit,
+    Metadata,
+    SearchParams,
+)
+from ccsclip.engine.galleries.counts import ValueCounts
 from ccsclip.engine.galleries.exact import ExactBackend
 from ccsclip.engine.galleries.hnsw import HnswBackend, HnswParams
 from ccsclip.engine.galleries.meta import LiveGalleryMeta
@@ -189,6 +197,9 @@ class LocalGallery:
         self.wal: Path | None = None
         self.offset = 0
         self.last_write: float | None = None
+        # per-value counts of the declared bias attributes: recounted when a snapshot is
+        # loaded, then kept by every applied log record (counts.py)
+        self.counts = ValueCounts(meta.bias_attributes)
         with self._lock:
             self.sync()
         if clean and read_only is None:
@@ -242,6 +253,7 @@ class LocalGallery:
             backend, seq, last = load_snapshot(snapshot, self.meta, self.threads)
         self.backend.close()
         self.backend, self.seq, self.last_write = backend, seq, last
+        self.counts = ValueCounts.of(self.meta.bias_attributes, self._all_metadata())
         self.generation, self.wal, self.offset = (
             int(current["generation"]),
             self.dir / current["wal"],
@@ -259,7 +271,10 @@ class LocalGallery:
     def _apply(self, record: wal.Record) -> int:
         """Apply one record; returns how many items it changed."""
         changed = len(record.ids)
+        if self.counts:  # the values of the items this record replaces or removes go out
+            self.counts.remove(self.backend.get(sorted(self.backend.contains(record.ids)))[1])
         if record.op == "upsert":
+            self.counts.add(record.metadata)
             self.backend.upsert(record.ids, record.vectors, record.metadata)  # type: ignore[arg-type]
         else:
             changed = self.backend.delete(record.ids)
@@ -395,21 +410,31 @@ class LocalGallery:
                 vectors, metadata = self.backend.get(chunk)
             yield chunk, vectors, metadata
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> GalleryFacts:
         with self._lock:
             self.sync()
-            return {
-                "count": self.backend.count(),
-                "last_write_at": self.last_write,
-                "seq": self.seq,
-                "generation": self.generation,
-                "details": self.backend.info(),
-            }
+            return GalleryFacts(
+                count=self.backend.count(),
+                last_write_at=self.last_write,
+                seq=self.seq,
+                generation=self.generation,
+                backend=self.backend.info(),
+            )
 
     def metadata(self) -> list[Metadata]:
         with self._lock:
             self.sync()
             return self.backend.metadata()
+
+    def _all_metadata(self) -> list[Metadata]:
+        """Every item's metadata when counts are kept (else none is read)."""
+        return self.backend.metadata() if self.meta.bias_attributes else []
+
+    def value_counts(self) -> dict[str, dict[str, int]]:
+        """{declared attribute: {value: live items}} as of now (O(values): kept as written)."""
+        with self._lock:
+            self.sync()
+            return self.counts.to_dict()
 
     def close(self) -> None:
         self.backend.close()

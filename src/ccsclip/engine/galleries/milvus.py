@@ -9,7 +9,12 @@ Every gallery is one collection `ccsclip_<uid>` with fields `id` (VARCHAR primar
 (FLOAT_VECTOR, HNSW index, COSINE) and `metadata` (JSON). The gallery records themselves (what
 `gallery.json` is for the embedded backends) live in a small registry collection
 `ccsclip_galleries`, so every pod sees the same list without a shared volume. Milvus needs a
-vector field in every collection; the registry's is a 2-dim placeholder.
+vector field in every collection; the registry's is a 2-dim placeholder. A gallery that declares
+bias attributes also keeps its per-value counts in its record (`value_counts`, counts.py): each
+write reads the replaced or removed items' metadata first and updates the record after it, so a
+search reads them in one call at any size. Milvus has no transaction across the two collections:
+two processes writing the same gallery at the same moment may lose one update of the counts (the
+vectors are never affected); a record without counts (older galleries) is recounted once.
 
 A file URI (`./galleries.db`) opens milvus-lite inside the process: fine for one process, but a
 second process cannot open the same file (docs/design.md §12), so multi-worker serving needs a
@@ -32,7 +37,8 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ccsclip.engine.galleries.base import Filter, Hit, Metadata, SearchParams
+from ccsclip.engine.galleries.base import Filter, GalleryFacts, Hit, Metadata, SearchParams
+from ccsclip.engine.galleries.counts import ValueCounts
 from ccsclip.engine.galleries.meta import LiveGalleryMeta
 from ccsclip.errors import CcsclipError, NotFoundError, UnavailableError
 
@@ -215,7 +221,10 @@ class MilvusConnection:
         self.client.create_collection(
             collection, schema=schema, index_params=index, consistency_level="Strong"
         )
-        self.put_record(meta.name, {"meta": meta.dump(), "last_write_at": None})
+        record: dict[str, Any] = {"meta": meta.dump(), "last_write_at": None}
+        if meta.bias_attributes:
+            record["value_counts"] = ValueCounts(meta.bias_attributes).to_dict()
+        self.put_record(meta.name, record)
 
     @guarded
     def drop(self, name: str) -> None:
@@ -227,7 +236,7 @@ class MilvusConnection:
 
 
 class MilvusGallery:
-    """One Milvus-backed gallery; the same methods as LocalGallery."""
+    """One Milvus-backed gallery (a `base.Gallery`, as LocalGallery is)."""
 
     def __init__(self, connection: MilvusConnection, meta: LiveGalleryMeta) -> None:
         self.conn = connection
@@ -242,9 +251,54 @@ class MilvusGallery:
             raise NotFoundError(f"gallery {self.meta.name!r} was dropped")
 
     @guarded
-    def _touch(self) -> None:
-        record = {"meta": self.meta.dump(), "last_write_at": time.time()}
-        self.conn.put_record(self.meta.name, record)
+    def _touch(self, out: list[Metadata] | None = None, into: Sequence[Metadata] = ()) -> None:
+        """Record the write: its time, and the counts with `out` items' values taken away and
+        `into` items' values added."""
+        record = self.conn.record(self.meta.name)
+        if record is None or record["meta"]["uid"] != self.meta.uid:
+            raise NotFoundError(f"gallery {self.meta.name!r} was dropped")
+        fresh = {"meta": self.meta.dump(), "last_write_at": time.time()}
+        if self.meta.bias_attributes:
+            counts = self._stored_counts(record)
+            if counts is None:  # a record from before counts were kept: recount once
+                counts = self._recount()
+            else:
+                counts.remove(out or [])
+                counts.add(into)
+            fresh["value_counts"] = counts.to_dict()
+        self.conn.put_record(self.meta.name, fresh)
+
+    def _stored_counts(self, record: dict[str, Any]) -> ValueCounts | None:
+        stored = record.get("value_counts")
+        attributes = self.meta.bias_attributes
+        if not isinstance(stored, dict) or set(stored) != set(attributes):
+            return None
+        return ValueCounts.from_dict(attributes, stored)
+
+    def _recount(self) -> ValueCounts:
+        return ValueCounts.of(
+            self.meta.bias_attributes, (m for _, _, batch in self.items() for m in batch)
+        )
+
+    @guarded
+    def _replaced(self, ids: Sequence[str]) -> list[Metadata]:
+        """Metadata of the items among `ids` that exist now (their values leave the counts)."""
+        if not self.meta.bias_attributes:
+            return []
+        rows = self.conn.client.get(self.collection, ids=list(ids), output_fields=["metadata"])
+        return [dict(row.get("metadata") or {}) for row in rows]
+
+    @guarded
+    def value_counts(self) -> dict[str, dict[str, int]]:
+        """{declared attribute: {value: live items}} from the registry record (one call)."""
+        record = self.conn.record(self.meta.name)
+        if record is None or record["meta"]["uid"] != self.meta.uid:
+            raise NotFoundError(f"gallery {self.meta.name!r} was dropped")
+        counts = self._stored_counts(record)
+        if counts is None and self.meta.bias_attributes:
+            counts = self._recount()
+            self.conn.put_record(self.meta.name, {**record, "value_counts": counts.to_dict()})
+        return counts.to_dict() if counts is not None else {}
 
     @guarded
     def upsert(
@@ -254,8 +308,9 @@ class MilvusGallery:
             {"id": i, "vector": v.tolist(), "metadata": dict(m)}
             for i, v, m in zip(ids, vectors, metadata, strict=True)
         ]
+        replaced = self._replaced(ids)
         self.conn.client.upsert(self.collection, rows)
-        self._touch()
+        self._touch(replaced, metadata)
         return len(rows), self.count()
 
     @guarded
@@ -264,8 +319,9 @@ class MilvusGallery:
         clients deleting the same id at the same moment may both count it."""
         present = sorted(self.contains(ids))
         if present:
+            removed = self._replaced(present)
             self.conn.client.delete(self.collection, ids=present)
-            self._touch()
+            self._touch(removed)
         return len(present), self.count()
 
     @guarded
@@ -312,21 +368,19 @@ class MilvusGallery:
         ]
 
     @guarded
-    def info(self) -> dict[str, Any]:
+    def info(self) -> GalleryFacts:
         record = self.conn.record(self.meta.name)
         if record is None or record["meta"]["uid"] != self.meta.uid:
             raise NotFoundError(f"gallery {self.meta.name!r} was dropped")
-        return {
-            "count": self.count(),
-            "last_write_at": record.get("last_write_at"),
-            "seq": None,
-            "generation": None,
-            "details": {
+        return GalleryFacts(
+            count=self.count(),
+            last_write_at=record.get("last_write_at"),
+            backend={
                 "uri": self.conn.uri,
                 "collection": self.collection,
                 **self.params.model_dump(),
             },
-        }
+        )
 
     def close(self) -> None:
         pass

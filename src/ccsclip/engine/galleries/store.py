@@ -32,6 +32,7 @@ from ccsclip.engine.galleries.base import check_name
 from ccsclip.engine.galleries.hnsw import HnswParams
 from ccsclip.engine.galleries.meta import LiveGalleryMeta, check_binding, new_meta
 from ccsclip.engine.galleries.milvus import MilvusConnection, MilvusGallery, MilvusParams
+from ccsclip.engine.galleries.protocol import Gallery
 from ccsclip.errors import (
     CcsclipError,
     ConflictError,
@@ -41,7 +42,6 @@ from ccsclip.errors import (
 )
 
 log = logging.getLogger(__name__)
-Gallery = local.LocalGallery | MilvusGallery
 ROOT_LOCK = local.ROOT_LOCK
 TRASH = ".dropped-"
 
