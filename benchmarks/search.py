@@ -107,9 +107,9 @@ def phase_true(args) -> dict:
     """Seconds per image of a true ablated forward pass with a greedy-like head set."""
     import torch
 
+    from ccsclip.engine.image_files import list_images
     from ccsclip.heads.ablation import Ablation, ablated
     from ccsclip.heads.stats import load_means
-    from ccsclip.images import list_images
     from ccsclip.models import load_model
     from ccsclip.profiles.probe_eval import load_image_tensor
     from ccsclip.zeroshot import encode_images

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from ccsclip.engine.engine import Engine
-from ccsclip.engine.gallery import read_image
+from ccsclip.engine.image_files import read_image
 from ccsclip.engine.probes import prepare_probe, run_probe
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 

@@ -49,7 +49,7 @@ def meta(name: str, backend: str, params: dict | None = None) -> LiveGalleryMeta
 def test_gallery_modules_do_not_import_the_engine_or_torch():
     """Also the import order: usearch loaded before onnxruntime segfaults (hnsw.py guards it)."""
     code = (
-        "import sys, ccsclip.engine.gallery, ccsclip.engine.galleries.store; "
+        "import sys, ccsclip.engine.image_files, ccsclip.engine.galleries.store; "
         "assert 'ccsclip.engine.engine' not in sys.modules, 'import cycle'; "
         "import ccsclip.service.galleries, ccsclip.service.proto, "
         "ccsclip.engine.galleries.bulk, ccsclip.engine.galleries.milvus; "

@@ -20,7 +20,7 @@ from ccsclip.engine.engine import Engine
 from ccsclip.engine.galleries import local
 from ccsclip.engine.galleries.bulk import index_into, open_or_create
 from ccsclip.engine.galleries.store import GalleryStore
-from ccsclip.engine.gallery import list_gallery_images, read_image
+from ccsclip.engine.image_files import list_images, read_image
 from ccsclip.errors import ConflictError, IntegrityError, InvalidInputError, ReadOnlyError
 from ccsclip.fileio import sha256_file
 
@@ -56,7 +56,7 @@ def image_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(engine, image_dir) -> dict[str, np.ndarray]:
-    files = [p for p in list_gallery_images(image_dir) if p.name != "broken.png"]
+    files = [p for p in list_images(image_dir) if p.name != "broken.png"]
     vectors = engine.embed_images([read_image(p) for p in files], PRUNED)
     return {p.relative_to(image_dir).as_posix(): v for p, v in zip(files, vectors, strict=True)}
 
@@ -127,7 +127,7 @@ def test_shipped_galleries_are_read_only_and_own_their_names(engine, image_dir, 
 
 def _old_format(engine, image_dir: Path, folder: Path) -> None:
     """A folder as the old `ccsclip index --out` wrote it (ccsclip/gallery/v1)."""
-    files = [p for p in list_gallery_images(image_dir) if p.name != "broken.png"]
+    files = [p for p in list_images(image_dir) if p.name != "broken.png"]
     ids = [p.relative_to(image_dir).as_posix() for p in files]
     folder.mkdir(parents=True)
     np.save(folder / "embeddings.npy", engine.embed_images([read_image(p) for p in files], PRUNED))
@@ -189,3 +189,17 @@ def test_a_tampered_snapshot_is_refused(engine, image_dir, tmp_path):
     store = GalleryStore(engine, tmp_path)
     with pytest.raises(IntegrityError, match="keys.json is missing or altered"):
         store.get("t")
+
+
+def test_one_image_lister_for_every_reader(tmp_path):
+    """Galleries, offline commands and probes share suffixes and order (relative posix path)."""
+    for rel in ("b/2.PNG", "b/1.gif", "a.tif", "b/notes.txt", "c/d/3.jpeg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    listed = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]
+    assert listed == ["a.tif", "b/1.gif", "b/2.PNG", "c/d/3.jpeg"]
+    flat = list_images(tmp_path / "b", recursive=False)
+    assert [p.name for p in flat] == ["1.gif", "2.PNG"]
+    assert list_images(tmp_path / "c", recursive=False, allow_empty=True) == []
+    with pytest.raises(InvalidInputError, match="no images"):
+        list_images(tmp_path / "c", recursive=False)

@@ -95,6 +95,14 @@ def test_the_graph_sees_the_package():
     graph = import_graph()
     assert "ccsclip.bundle" in graph["ccsclip.engine.engine"]
     assert "ccsclip.heads.walk" in graph["ccsclip.heads.decompose"]
+    assert {"ccsclip.service.core", "ccsclip.service.http"} <= set(graph)
+
+
+def test_the_graph_counts_deferred_and_relative_imports(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("def f():\n    from . import b\n    import ccsclip.c\n")
+    modules = {"ccsclip.a", "ccsclip.b", "ccsclip.c"}
+    assert imports_of(path, "ccsclip.a", modules) == {"ccsclip.b", "ccsclip.c"}
 
 
 def test_no_import_cycles_in_the_package():

@@ -23,7 +23,6 @@ from ccsclip.profiles.rank.judges.base import Description, JudgeError, MajorityJ
 from ccsclip.profiles.rank.judges.llm import (
     CONCEPT_CORRECTION,
     PROMPT_VERSION,
-    LLMJudge,
     LlmJudge,
     parse_concept,
     parse_judgement,
@@ -377,7 +376,6 @@ def test_environment_configuration_and_describe(
     assert identity["prompt_version"] == PROMPT_VERSION
     assert identity["base_url_host"] == f"127.0.0.1:{port}"
     assert API_KEY not in json.dumps(identity) and API_KEY not in repr(judge)
-    assert LLMJudge is LlmJudge  # the name the rank pipeline imports
 
 
 MIXED = head("a red car", "a blue sky", "a crimson dress", "a green leaf", "a sleeping dog")

@@ -29,7 +29,7 @@ ACCURACY = ("shape", "colour", "size")
 
 @pytest.fixture(scope="module")
 def calibration(organism, small_world) -> torch.Tensor:
-    from ccsclip.images import list_images
+    from ccsclip.engine.image_files import list_images
     from ccsclip.profiles.probe_eval import load_image_tensor
 
     return load_image_tensor(list_images(small_world / "calibration")[:48], organism.preprocess)

@@ -92,7 +92,7 @@ class ProfileEntry(FileRef):
     profile_sha256: str | None = None  # of the profile YAML that made it
     arm: str = "manual"
     mode: Literal["zero", "mean"] = "zero"
-    heads_removed: list[str] = Field(default_factory=list)  # L{layer}H{head}
+    heads_removed: list[str] = Field(default_factory=list)  # Head labels (ccsclip.headref)
     parameters: int
     flops_per_image: int  # multiply-adds of the image tower
     parity_max_abs: float  # ONNX vs soft-pruned torch, on normalised embeddings

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ccsclip.cpu_threads import ThreadsOpt, prefer_passive_wait
 from ccsclip.errors import CcsclipError
-from ccsclip.runtime import ThreadsOpt, prefer_passive_wait
 
 app = typer.Typer(
     help="Rank CLIP attention heads by Concept Consistency Score, prune, export and serve.",
@@ -64,10 +64,10 @@ def stats(
     threads: ThreadsOpt = None,
 ) -> None:
     """Per-head moments of direct contributions and per-position ablation means (one pass)."""
+    from ccsclip.engine.image_files import list_images
     from ccsclip.heads.collect import collect_statistics
     from ccsclip.heads.layers import parse_layers
     from ccsclip.heads.stats import save_statistics
-    from ccsclip.images import list_images
     from ccsclip.models import load_model
 
     list_images(images)  # fail on a bad folder before loading a model
@@ -169,7 +169,7 @@ _mount_subcommands()
 def main() -> None:
     """Entry point: library errors become a one-line message and exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    prefer_passive_wait()  # before any command imports torch: see ccsclip.runtime
+    prefer_passive_wait()  # before any command imports torch: see ccsclip.cpu_threads
     try:
         app()
     except CcsclipError as exc:

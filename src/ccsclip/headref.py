@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from ccsclip.errors import InvalidInputError
+
 _LABEL = re.compile(r"^L(\d+)H(\d+)$")
 
 
@@ -31,6 +33,20 @@ class Head(NamedTuple):
                 f"{label!r} is not a head label: write it as L<layer>H<head>, e.g. L2H7"
             )
         return cls(int(match.group(1)), int(match.group(2)))
+
+    def check_exists(self, layers: int, heads: int, model: str | None = None) -> Head:
+        """Return self if the model has this head, else a readable error naming the valid range.
+
+        The one check of a head against a model's shape: ablation, surgery and the model spec
+        all use it.
+        """
+        if not (0 <= self.layer < layers and 0 <= self.head < heads):
+            where = f" in {model}" if model else ""
+            raise InvalidInputError(
+                f"head {self.label} does not exist{where}: "
+                f"layers are 0..{layers - 1} and heads 0..{heads - 1}"
+            )
+        return self
 
 
 def head_label(layer: int, head: int) -> str:

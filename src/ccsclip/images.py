@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,23 +11,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ccsclip.errors import InvalidInputError, NotFoundError
+from ccsclip.engine.image_files import list_images, read_image
+from ccsclip.errors import InvalidInputError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 log = logging.getLogger(__name__)
-
-
-def list_images(root: str | Path) -> list[Path]:
-    """Every image file below `root`, sorted by relative path (flat folder or ImageFolder tree)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise NotFoundError(f"image folder {str(root)!r} does not exist or is not a directory")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise InvalidInputError(
-            f"no images in {str(root)!r}: expected files ending in {', '.join(IMAGE_SUFFIXES)}"
-        )
-    return files
 
 
 def listing_sha256(root: str | Path, files: list[Path]) -> str:
@@ -67,10 +53,7 @@ class ImageBatches:
 
     def _load(self, path: Path) -> torch.Tensor | None:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as image:
-                    return self.transform(image.convert("RGB"))
+            return self.transform(read_image(path))
         except Exception as exc:
             rel = path.relative_to(self.root).as_posix()
             if self.strict:

@@ -28,12 +28,12 @@ from pydantic import (
     model_validator,
 )
 
+from ccsclip.engine.image_files import list_images
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 from ccsclip.fileio import atomic_write_text, sha256_file
 
 PROBE_FILE = "probe.yaml"
 PROBE_SCHEMA = "ccsclip/probe/v1"
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 
 
 def _relative_path(value: str) -> str:
@@ -239,9 +239,7 @@ def _load_accuracy(root: Path, spec: AccuracyProbeSpec, source: Path) -> Accurac
             raise NotFoundError(
                 f"{source}: field 'classes.{index}.folder': folder {cls.folder!r} does not exist"
             )
-        files = sorted(
-            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        files = list_images(folder, recursive=False, allow_empty=True)
         if not files:
             raise InvalidInputError(f"{source}: class folder {cls.folder!r} holds no images")
         samples.extend((p, index) for p in files)

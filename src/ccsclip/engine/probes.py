@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ccsclip.engine.engine import Engine
-from ccsclip.engine.gallery import read_image
+from ccsclip.engine.image_files import read_image
 from ccsclip.errors import InvalidInputError
 from ccsclip.fairness import random_ranking_max_skew, skew_table
 from ccsclip.probeset import AccuracyProbe, Probe, load_probe, read_probe_spec

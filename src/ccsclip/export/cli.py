@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ccsclip.runtime import ThreadsOpt
+from ccsclip.cpu_threads import ThreadsOpt
 
 console = Console(stderr=True)
 out = Console()

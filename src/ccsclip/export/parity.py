@@ -36,7 +36,7 @@ def open_session(path: Path) -> Any:
     """A CPU onnxruntime session, with `--threads` intra-op threads when the user gave it."""
     import onnxruntime as ort
 
-    from ccsclip.runtime import configured_threads
+    from ccsclip.cpu_threads import configured_threads
 
     options = ort.SessionOptions()
     threads = configured_threads()

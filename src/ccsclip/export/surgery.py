@@ -30,11 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ccsclip.errors import InvalidInputError
+from ccsclip.headref import Head
 from ccsclip.heads.ablation import Ablation
 from ccsclip.heads.resolve import image_blocks
 from ccsclip.models.spec import ModelSpec
-
-Head = tuple[int, int]
 
 __all__ = [
     "ConstantAttention",
@@ -226,30 +225,6 @@ def _attn_params(attn: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, nn
     return weight, attn.in_proj_bias, attn.out_proj, int(attn.num_heads)
 
 
-def _check_ablation(
-    ablation: Ablation, n_layers: int, n_heads: int, head_dim: int, n_tokens: int
-) -> None:
-    if ablation.mode not in ("zero", "mean"):
-        raise InvalidInputError(f"unknown ablation mode {ablation.mode!r}: use 'zero' or 'mean'")
-    for layer, head in ablation.heads:
-        if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise InvalidInputError(
-                f"head L{layer}H{head} does not exist: layers 0..{n_layers - 1}, "
-                f"heads 0..{n_heads - 1}"
-            )
-    if ablation.mode != "mean" or not ablation.heads:
-        return
-    expected = (n_layers, n_tokens, n_heads, head_dim)
-    if ablation.means is None:
-        raise InvalidInputError(f"mean ablation needs ablation means of shape {list(expected)}")
-    if tuple(ablation.means.shape) != expected:
-        raise InvalidInputError(
-            f"ablation means have shape {list(ablation.means.shape)}, expected {list(expected)} "
-            f"(layers, tokens, heads, head width): they were computed for another model or "
-            f"another image size ({n_tokens} tokens here)"
-        )
-
-
 def bake(model: nn.Module, ablation: Ablation) -> nn.Module:
     """A new model (deep copy) whose image tower no longer contains the ablated heads.
 
@@ -265,9 +240,7 @@ def bake(model: nn.Module, ablation: Ablation) -> nn.Module:
     weight, _, _, n_heads = _attn_params(blocks[0].attn)
     width = weight.shape[1]
     head_dim = width // n_heads
-    visual = getattr(model, "visual", model)
-    n_tokens = int(visual.positional_embedding.shape[0])
-    _check_ablation(ablation, len(blocks), n_heads, head_dim, n_tokens)
+    ablation.check_for(model)
 
     baked = copy.deepcopy(model)
     removed_by_layer = ablation.by_layer()

@@ -15,10 +15,9 @@ import torch
 from torch import nn
 
 from ccsclip.errors import InvalidInputError
+from ccsclip.headref import Head
 from ccsclip.heads.attention import AblationMode
-from ccsclip.heads.resolve import resolve_heads
-
-Head = tuple[int, int]
+from ccsclip.heads.resolve import image_blocks, resolve_heads
 
 
 @dataclass(frozen=True)
@@ -30,8 +29,12 @@ class Ablation:
     means: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, heads: Iterable[Head], mode: AblationMode = "zero", means=None) -> Ablation:
-        return cls(tuple(sorted({(int(layer), int(head)) for layer, head in heads})), mode, means)
+    def of(
+        cls, heads: Iterable[tuple[int, int]], mode: AblationMode = "zero", means=None
+    ) -> Ablation:
+        return cls(
+            tuple(sorted({Head(int(layer), int(head)) for layer, head in heads})), mode, means
+        )
 
     def by_layer(self) -> dict[int, list[int]]:
         layers: dict[int, list[int]] = {}
@@ -39,30 +42,41 @@ class Ablation:
             layers.setdefault(layer, []).append(head)
         return layers
 
+    def check_for(self, model: nn.Module) -> None:
+        """`check` against the image tower of `model` (a CLIP or the tower itself)."""
+        blocks = image_blocks(model)
+        attn = blocks[0].attn
+        visual = getattr(model, "visual", model)
+        n_tokens = int(visual.positional_embedding.shape[0])
+        self.check(len(blocks), int(attn.num_heads), n_tokens, int(attn.head_dim))
 
-def _validate(ablation: Ablation, n_layers: int, n_heads: int) -> None:
-    if ablation.mode not in ("zero", "mean"):
-        raise InvalidInputError(f"unknown ablation mode {ablation.mode!r}: use 'zero' or 'mean'")
-    for layer, head in ablation.heads:
-        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+    def check(self, n_layers: int, n_heads: int, n_tokens: int, head_dim: int) -> None:
+        """Refuse an ablation the model cannot take: unknown mode, missing heads, or means of
+        another shape than [layers, tokens, heads, head width]. Soft pruning and surgery both
+        check here, so an ablation one accepts the other accepts too."""
+        if self.mode not in ("zero", "mean"):
+            raise InvalidInputError(f"unknown ablation mode {self.mode!r}: use 'zero' or 'mean'")
+        for head in self.heads:
+            head.check_exists(n_layers, n_heads)
+        if self.mode != "mean" or not self.heads:
+            return
+        expected = (n_layers, n_tokens, n_heads, head_dim)
+        if self.means is None:
             raise InvalidInputError(
-                f"head L{layer}H{head} does not exist: layers 0..{n_layers - 1}, "
-                f"heads 0..{n_heads - 1}"
+                f"mean ablation needs ablation means of shape {list(expected)} (means.safetensors)"
             )
-    if ablation.mode == "mean" and ablation.heads:
-        if ablation.means is None:
-            raise InvalidInputError("mean ablation needs ablation means (means.safetensors)")
-        if ablation.means.shape[0] != n_layers or ablation.means.shape[2] != n_heads:
+        if tuple(self.means.shape) != expected:
             raise InvalidInputError(
-                f"ablation means have shape {tuple(ablation.means.shape)}, expected "
-                f"[{n_layers}, T, {n_heads}, d]: they were computed for another model"
+                f"ablation means have shape {list(self.means.shape)}, expected {list(expected)} "
+                f"(layers, tokens, heads, head width): they were computed for another model or "
+                f"another image size ({n_tokens} tokens here)"
             )
 
 
 def apply_ablation(model: nn.Module, ablation: Ablation) -> None:
     """Set the ablation on every image-tower layer (clearing layers it does not name)."""
+    ablation.check_for(model)
     attns = resolve_heads(model)
-    _validate(ablation, len(attns), attns[0].num_heads)
     per_layer = ablation.by_layer()
     for layer, attn in enumerate(attns):
         heads = per_layer.get(layer, [])

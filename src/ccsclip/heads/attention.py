@@ -33,7 +33,7 @@ class HeadResolvedAttention(nn.Module):
 
     def __init__(self, stock: nn.MultiheadAttention) -> None:
         super().__init__()
-        if stock.in_proj_weight is None or not stock._qkv_same_embed_dim:
+        if stock.in_proj_weight is None:  # None exactly when q, k and v have separate weights
             raise ValueError("only packed q/k/v projections (in_proj_weight) are supported")
         self.embed_dim = stock.embed_dim
         self.num_heads = stock.num_heads

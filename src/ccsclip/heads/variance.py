@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ccsclip.headref import head_label
 from ccsclip.heads.stats import HeadMoments
 
 
@@ -19,7 +20,7 @@ class HeadVariance:
 
     @property
     def name(self) -> str:
-        return f"L{self.layer}H{self.head}"
+        return head_label(self.layer, self.head)
 
 
 def head_variances(moments: HeadMoments) -> list[HeadVariance]:

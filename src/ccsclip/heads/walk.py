@@ -2,7 +2,8 @@
 
 Everything that needs more than the final embedding walks the blocks here (docs/design.md §3):
 the exact decomposition (`decompose.py`), the search's direct-effect cache
-(`profiles/search/direct_cache.py`) and the test-only direct-path forward. The maths of a block
+(`profiles/search/direct_cache.py`), the planted carriers' fit (`organism/plant.py`) and the
+test-only direct-path forward. The maths of a block
 lives in this one place:
 
     x        = ln_pre(patch_embed + cls + pos)                       # "embed"
@@ -30,6 +31,7 @@ from torch import nn
 
 from ccsclip.heads.attention import HeadResolvedAttention, out_proj_blocks
 from ccsclip.heads.resolve import resolve_heads
+from ccsclip.models.open_clip_internals import embed_tokens
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class ResidualWalk:
     def __init__(self, model: nn.Module, images: torch.Tensor) -> None:
         self.visual = getattr(model, "visual", model)
         self.attns = resolve_heads(self.visual)
-        self.embed = self.visual._embeds(images)
+        self.embed = embed_tokens(self.visual, images)
         self.final: torch.Tensor | None = None
 
     def __iter__(self) -> Iterator[BlockStep]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ccsclip.headref import Head
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -30,18 +32,9 @@ class ModelSpec:
     def n_heads_total(self) -> int:
         return self.layers * self.heads
 
-    def head_name(self, layer: int, head: int) -> str:
-        return f"L{layer}H{head}"
-
-    def check_head(self, layer: int, head: int) -> None:
-        """Raise a readable error for a head this model does not have."""
-        from ccsclip.errors import InvalidInputError
-
-        if not (0 <= layer < self.layers and 0 <= head < self.heads):
-            raise InvalidInputError(
-                f"head L{layer}H{head} does not exist in {self.name}: "
-                f"layers are 0..{self.layers - 1} and heads 0..{self.heads - 1}"
-            )
+    def check_head(self, layer: int, head: int) -> Head:
+        """The head as a `Head`, or a readable error if this model does not have it."""
+        return Head(layer, head).check_exists(self.layers, self.heads, self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

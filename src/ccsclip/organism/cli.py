@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ccsclip.runtime import ThreadsOpt
+from ccsclip.cpu_threads import ThreadsOpt
 
 app = typer.Typer(
     help="The embedded default: synthetic concept world and its small CLIP.", no_args_is_help=True

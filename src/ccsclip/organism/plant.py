@@ -28,7 +28,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ccsclip.errors import InvalidInputError
+from ccsclip.headref import Head
 from ccsclip.heads.resolve import resolve_heads
+from ccsclip.heads.walk import ResidualWalk
 from ccsclip.models import LoadedModel
 from ccsclip.organism import world as W
 from ccsclip.organism.probes import bias_queries
@@ -104,25 +106,21 @@ def _check_plan(plan: Sequence[Carrier], layers: int, heads: int) -> None:
     if len(set(names)) != len(names):
         raise InvalidInputError(f"each component can carry one plant; got {names}")
     for c in plan:
-        if c.layer >= layers or (c.head is not None and c.head >= heads):
-            raise InvalidInputError(
-                f"{c.component} does not exist: layers 0..{layers - 1}, heads 0..{heads - 1}"
-            )
+        if c.head is not None:
+            Head(c.layer, c.head).check_exists(layers, heads)
+        elif c.layer >= layers:
+            raise InvalidInputError(f"{c.component} does not exist: layers are 0..{layers - 1}")
 
 
 @torch.inference_mode()
 def _features(visual, images: torch.Tensor, carrier: Carrier) -> torch.Tensor:
     """What the carrier reads, per image [N, D]: mean over tokens of ln_1 input (head) or the
     class token's ln_2 input (MLP), in the model as planted so far."""
-    attns = resolve_heads(visual)
-    x = visual._embeds(images)
-    for index, block in enumerate(visual.transformer.resblocks):
-        if index == carrier.layer and carrier.kind == "head":
-            return block.ln_1(x).mean(dim=1)
-        x = x + block.ls_1(attns[index].project(attns[index].head_outputs(block.ln_1(x))))
-        if index == carrier.layer:
-            return block.ln_2(x)[:, 0]
-        x = x + block.ls_2(block.mlp(block.ln_2(x)))
+    for step in ResidualWalk(visual, images):
+        if step.layer == carrier.layer:
+            if carrier.kind == "head":
+                return step.block.ln_1(step.resid_pre).mean(dim=1)
+            return step.block.ln_2(step.resid_mid)[:, 0]
     raise AssertionError("layer checked before")
 
 

@@ -144,8 +144,8 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 # Colour-neutral contexts for the bias queries. Each (shape word, context) is its own query:
 # a context that names a size, position or background picks a different top K of the pool, so
-# the mean over queries averages many partly independent rankings instead of six (issue 10: with
-# six queries, 720 images and K = 10 the 95% interval of the baseline's MaxSkew was about ±0.3).
+# the mean over queries averages many partly independent rankings instead of six (with six
+# queries, 720 images and K = 10 the 95% interval of the baseline's MaxSkew was about ±0.3).
 BIAS_QUERY_CONTEXTS = (
     "a {}", "a photo of a {}", "an image of a {}", "a picture of a {}", "a drawing of a {}",
     "a small {}", "a large {}", "a {} in the top left", "a {} in the bottom right",

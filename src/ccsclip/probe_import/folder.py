@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from ccsclip.engine.image_files import list_images
 from ccsclip.errors import InvalidInputError, NotFoundError
-from ccsclip.images import IMAGE_SUFFIXES
 from ccsclip.probe_import.payload import ImageSource
 from ccsclip.probe_import.vocab import (
     DEFAULT_TEMPLATES,
@@ -27,9 +27,7 @@ def class_folders(root: Path) -> list[str]:
     if not root.is_dir():
         raise NotFoundError(f"class-folder tree {str(root)!r} does not exist or is not a folder")
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    loose = sorted(
-        p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    loose = [p.name for p in list_images(root, recursive=False, allow_empty=True)]
     if loose:
         raise InvalidInputError(
             f"{root}: images directly in the tree's root belong to no class ({loose[:3]}...); "
@@ -69,11 +67,7 @@ def _items(
     root: Path, classes: list[ProbeClassDraft]
 ) -> Iterator[tuple[int, ImageSource, str, str]]:
     for index, cls in enumerate(classes):
-        files = sorted(
-            p
-            for p in (root / cls.folder).iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        files = list_images(root / cls.folder, recursive=False, allow_empty=True)
         for path in files:
             yield index, path, path.stem, str(path)
 

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ccsclip.cpu_threads import ThreadsOpt
 from ccsclip.fileio import atomic_write_json
-from ccsclip.runtime import ThreadsOpt
 
 console = Console(stderr=True)
 out = Console()
@@ -94,8 +94,8 @@ def rank(
     threads: ThreadsOpt = None,
 ) -> None:
     """Statistics -> TextSpan -> judge -> CCS table -> profiles (-> evaluation) in one run."""
+    from ccsclip.engine.image_files import list_images
     from ccsclip.heads.layers import parse_layers
-    from ccsclip.images import list_images
     from ccsclip.models import load_model
     from ccsclip.profiles.rank.pipeline import RankOptions
     from ccsclip.profiles.rank.pipeline import rank as run_rank

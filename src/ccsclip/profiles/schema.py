@@ -6,7 +6,6 @@ fields are rejected; heads are checked against a model spec and ablation means b
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,11 +21,11 @@ from pydantic import (
 from ccsclip import __version__
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 from ccsclip.fileio import atomic_write_text, sha256_bytes, sha256_file
+from ccsclip.headref import Head, head_label
 from ccsclip.strict import Strict
 
 SCHEMA = "ccsclip/profile/v1"
 NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-HEAD_RE = re.compile(r"^L(\d+)H(\d+)$")
 
 
 class ModelIdentity(Strict):
@@ -51,7 +50,7 @@ class ProfileHead(Strict):
 
     @property
     def name(self) -> str:
-        return f"L{self.layer}H{self.head}"
+        return head_label(self.layer, self.head)
 
 
 class SearchProbe(Strict):
@@ -107,8 +106,8 @@ class Profile(Strict):
             raise ValueError(f"heads listed twice: {', '.join(dupes)}")
         return sorted(heads, key=lambda h: (h.layer, h.head))
 
-    def head_pairs(self) -> list[tuple[int, int]]:
-        return [(h.layer, h.head) for h in self.heads]
+    def head_pairs(self) -> list[Head]:
+        return [Head(h.layer, h.head) for h in self.heads]
 
     def check_against(self, layers: int, heads: int, weights_sha256: str | None = None) -> None:
         """Raise if a head does not exist in the model, or the profile is for other weights."""
@@ -132,21 +131,18 @@ class Profile(Strict):
         return sha256_bytes(self.to_yaml().encode())
 
 
-def parse_head_names(names: list[str]) -> list[tuple[int, int]]:
-    """'L3H7' -> (3, 7); a clear error for anything else."""
-    pairs = []
-    for name in names:
-        match = HEAD_RE.match(name.strip())
-        if not match:
-            raise InvalidInputError(f"bad head name {name!r}: use L<layer>H<head>, e.g. L10H3")
-        pairs.append((int(match[1]), int(match[2])))
-    return pairs
+def parse_head_names(names: list[str]) -> list[Head]:
+    """'L3H7' -> Head(3, 7); bad input as the CLI's kind of error (exit 2)."""
+    try:
+        return [Head.parse(name) for name in names]
+    except ValueError as exc:
+        raise InvalidInputError(f"bad head name: {exc}") from None
 
 
 def manual_profile(
     spec,
     name: str,
-    heads: list[tuple[int, int]],
+    heads: list[Head],
     mode: Literal["zero", "mean"] = "zero",
     means: str | None = None,
     means_sha256: str | None = None,

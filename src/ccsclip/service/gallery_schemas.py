@@ -44,12 +44,12 @@ from ccsclip.service.schemas import (
     K,
     ModelRef,
     ProfileName,
+    RequestModel,
+    ResponseModel,
     Stated,
     Text,
-    _count_limit,
-    _integral,
-    _Request,
-    _Response,
+    count_limit,
+    integral,
 )
 from ccsclip.service.settings import ServiceSettings, get_settings
 
@@ -155,7 +155,7 @@ FilterIn = Annotated[
 Ef = Annotated[
     int,
     Field(ge=1),
-    BeforeValidator(_integral),
+    BeforeValidator(integral),
     AfterValidator(_ef_limit),
     Stated(lambda: {"maximum": get_settings().gallery_max_ef}),
 ]
@@ -218,7 +218,7 @@ def _backend_params(schema: dict[str, Any]) -> None:
         schema["required"] = [*schema.get("required", []), "backend"]
 
 
-class GalleryCreateRequest(_Request):
+class GalleryCreateRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra=_backend_params)
 
     gallery: GalleryName
@@ -230,17 +230,17 @@ class GalleryCreateRequest(_Request):
     bias_attributes: BiasAttributes = None
 
 
-class GalleryItem(_Request):
+class GalleryItem(RequestModel):
     id: ItemId
     image: ImageData
     metadata: MetadataIn = None
 
 
-class GalleryUpsertRequest(_Request):
+class GalleryUpsertRequest(RequestModel):
     gallery: GalleryName
     items: Annotated[
         list[GalleryItem],
-        BeforeValidator(_count_limit),
+        BeforeValidator(count_limit),
         Field(min_length=1, description="item ids must be unique within a request"),
         Stated({"uniqueItems": True}),  # what a schema can say of it: no item twice
         Stated(lambda: {"maxItems": get_settings().max_images_per_request}),
@@ -254,7 +254,7 @@ class GalleryUpsertRequest(_Request):
         return items
 
 
-class GalleryDeleteRequest(_Request):
+class GalleryDeleteRequest(RequestModel):
     gallery: GalleryName
     ids: Annotated[
         list[ItemId],
@@ -264,17 +264,17 @@ class GalleryDeleteRequest(_Request):
     ]
 
 
-class GalleryNameRequest(_Request):
+class GalleryNameRequest(RequestModel):
     """For info and drop."""
 
     gallery: GalleryName
 
 
-class GalleryListRequest(_Request):
+class GalleryListRequest(RequestModel):
     """No fields."""
 
 
-class GallerySearchRequest(_Request):
+class GallerySearchRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra=ONE_QUERY)
 
     gallery: GalleryName
@@ -295,7 +295,7 @@ class GallerySearchRequest(_Request):
 # --------------------------------------------------------------------------- responses
 
 
-class GalleryInfo(_Response):
+class GalleryInfo(ResponseModel):
     gallery: str
     backend: BackendName
     profile: str
@@ -309,28 +309,28 @@ class GalleryInfo(_Response):
     bias_attributes: list[str] = Field(default_factory=list)  # declared at create (live bias)
 
 
-class GalleryListResponse(_Response):
+class GalleryListResponse(ResponseModel):
     galleries: list[GalleryInfo]
 
 
-class GalleryWriteResponse(_Response):
+class GalleryWriteResponse(ResponseModel):
     gallery: str
     changed: int  # items upserted, or removed by a delete
     count: int  # items in the gallery after the write
 
 
-class GalleryDropResponse(_Response):
+class GalleryDropResponse(ResponseModel):
     gallery: str
     dropped: bool
 
 
-class GallerySearchHit(_Response):
+class GallerySearchHit(ResponseModel):
     id: str
     score: float  # cosine similarity
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class GallerySearchResponse(_Response):
+class GallerySearchResponse(ResponseModel):
     gallery: str
     backend: str
     profile: str

@@ -118,7 +118,7 @@ ImageData = Annotated[
 ]
 
 
-def _count_limit(value: Any, info: ValidationInfo) -> Any:
+def count_limit(value: Any, info: ValidationInfo) -> Any:
     """Refuse an over-long list before its items are validated (cheap, and names the limit)."""
     name = info.field_name if info.field_name in _ENV else "items"  # BentoML's root: items
     settings = get_settings()
@@ -182,12 +182,12 @@ def _text_keywords() -> dict[str, Any]:
     return {"maxLength": get_settings().max_label_chars, "pattern": NOT_BLANK}
 
 
-def _integral(value: Any) -> Any:
+def integral(value: Any) -> Any:
     """A JSON number without a fraction (`5.0`) is the integer JSON Schema says it is."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-JsonInt = Annotated[int, BeforeValidator(_integral)]
+JsonInt = Annotated[int, BeforeValidator(integral)]
 Text = Annotated[str, AfterValidator(_text), Stated(_text_keywords)]
 Template = Annotated[
     str,
@@ -205,7 +205,7 @@ GalleryName = Annotated[str, StringConstraints(min_length=1, max_length=64, patt
 K = Annotated[
     int,
     Field(ge=1),
-    BeforeValidator(_integral),
+    BeforeValidator(integral),
     AfterValidator(_k_limit),
     Stated(lambda: {"maximum": get_settings().max_k}),
 ]
@@ -220,18 +220,22 @@ ONE_QUERY: dict[str, Any] = {
 }
 
 
-class _Request(BaseModel):
+class RequestModel(BaseModel):
+    """Base of every request schema: strict, so unknown fields and wrong types answer 4xx."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class _Response(BaseModel):
+class ResponseModel(BaseModel):
+    """Base of every response schema (immutable once built)."""
+
     model_config = ConfigDict(frozen=True)
 
 
 # --------------------------------------------------------------------------- shared
 
 
-class ModelRef(_Response):
+class ModelRef(ResponseModel):
     """The model that answered (with the profile beside it in every response)."""
 
     name: str
@@ -239,7 +243,7 @@ class ModelRef(_Response):
     weights_sha256: str
 
 
-class Refusal(_Response):
+class Refusal(ResponseModel):
     """The body of a call refused before it is read (gate.py): no or a wrong API key, or too
     many calls in flight."""
 
@@ -248,7 +252,7 @@ class Refusal(_Response):
     field: None = None
 
 
-class ErrorInfo(_Response):
+class ErrorInfo(ResponseModel):
     """A 4xx body: `error` is the message; `field` names the offending request field."""
 
     error: str
@@ -267,16 +271,16 @@ class ErrorInfo(_Response):
 # --------------------------------------------------------------------------- zero-shot
 
 
-class ZeroShotRequest(_Request):
+class ZeroShotRequest(RequestModel):
     images: Annotated[
         list[ImageData],
-        BeforeValidator(_count_limit),
+        BeforeValidator(count_limit),
         Field(min_length=1),
         _max_items("max_images_per_request"),
     ]
     labels: Annotated[
         list[Text],
-        BeforeValidator(_count_limit),
+        BeforeValidator(count_limit),
         Field(min_length=1),
         _max_items("max_labels"),
         Stated({"uniqueItems": True}),
@@ -284,7 +288,7 @@ class ZeroShotRequest(_Request):
     templates: (
         Annotated[
             list[Template],
-            BeforeValidator(_count_limit),
+            BeforeValidator(count_limit),
             Field(min_length=1),
             _max_items("max_templates"),
         ]
@@ -306,16 +310,16 @@ class ZeroShotRequest(_Request):
         return labels
 
 
-class LabelScore(_Response):
+class LabelScore(ResponseModel):
     label: str
     score: float  # softmax probability over the request's labels
 
 
-class Classification(_Response):
+class Classification(ResponseModel):
     top: list[LabelScore]  # best first
 
 
-class ZeroShotResponse(_Response):
+class ZeroShotResponse(ResponseModel):
     profile: str
     model: ModelRef
     results: list[Classification]  # one per image, in request order
@@ -324,7 +328,7 @@ class ZeroShotResponse(_Response):
 # --------------------------------------------------------------------------- retrieval
 
 
-class RetrieveRequest(_Request):
+class RetrieveRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra=ONE_QUERY)
 
     gallery: GalleryName
@@ -340,12 +344,12 @@ class RetrieveRequest(_Request):
         return self
 
 
-class GalleryHit(_Response):
+class GalleryHit(ResponseModel):
     id: str
     score: float  # cosine similarity
 
 
-class RetrieveResponse(_Response):
+class RetrieveResponse(ResponseModel):
     profile: str  # the gallery's profile: its embeddings answered
     model: ModelRef
     gallery: str
@@ -356,7 +360,7 @@ class RetrieveResponse(_Response):
 # --------------------------------------------------------------------------- embeddings
 
 
-class ImageItem(_Request):
+class ImageItem(RequestModel):
     """One image to embed; it carries its own profile, so mixed batches stay correct."""
 
     image: ImageData
@@ -365,17 +369,17 @@ class ImageItem(_Request):
 
 ImageItems = Annotated[
     list[ImageItem],
-    BeforeValidator(_count_limit),
+    BeforeValidator(count_limit),
     Field(min_length=1),
     _max_items("max_images_per_request"),
 ]
 
 
-class EmbedImagesRequest(_Request):
+class EmbedImagesRequest(RequestModel):
     items: ImageItems
 
 
-class Embedding(_Response):
+class Embedding(ResponseModel):
     profile: str
     model: ModelRef
     values: list[float]  # unit norm
@@ -389,18 +393,18 @@ class Embedding(_Response):
         return data
 
 
-class EmbedImagesResponse(_Response):
+class EmbedImagesResponse(ResponseModel):
     embeddings: list[Embedding]
 
 
-class EmbedTextsRequest(_Request):
+class EmbedTextsRequest(RequestModel):
     texts: Annotated[
-        list[Text], BeforeValidator(_count_limit), Field(min_length=1), _max_items("max_labels")
+        list[Text], BeforeValidator(count_limit), Field(min_length=1), _max_items("max_labels")
     ]
     profile: ProfileName | None = None  # only named in the response: the text tower is shared
 
 
-class EmbedTextsResponse(_Response):
+class EmbedTextsResponse(ResponseModel):
     profile: str
     model: ModelRef
     embeddings: list[Embedding]
@@ -409,11 +413,11 @@ class EmbedTextsResponse(_Response):
 # --------------------------------------------------------------------------- profiles, probes
 
 
-class EmptyRequest(_Request):
+class EmptyRequest(RequestModel):
     """No fields (an empty JSON object or body)."""
 
 
-class ProfilesResponse(_Response):
+class ProfilesResponse(ResponseModel):
     model: ModelRef
     default_profile: str
     profiles: list[ProfileInfo]
@@ -421,7 +425,7 @@ class ProfilesResponse(_Response):
     probes: list[str]
 
 
-class MaxSkew(_Response):
+class MaxSkew(ResponseModel):
     attribute: str
     k: int
     mean: float
@@ -429,7 +433,7 @@ class MaxSkew(_Response):
     random_ranking_mean: float
 
 
-class ProbeResult(_Response):
+class ProbeResult(ResponseModel):
     profile: str
     probe: str
     kind: str  # accuracy | bias | unknown (a probe that never loaded)
@@ -444,7 +448,7 @@ class ProbeResult(_Response):
     maxskew: list[MaxSkew] = Field(default_factory=list)
 
 
-class ProbesResponse(_Response):
+class ProbesResponse(ResponseModel):
     results: list[ProbeResult]
     interval_s: float
     runs: int  # completed probe rounds since start-up

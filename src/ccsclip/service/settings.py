@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-GALLERY_FILE = "gallery.json"  # as ccsclip.engine.gallery (not imported: it pulls numpy in)
+GALLERY_FILE = "gallery.json"  # as engine/galleries/local.py META (not imported: numpy)
 PROBE_FILE = "probe.yaml"
 
 
@@ -40,7 +40,7 @@ class ServiceSettings(BaseSettings):
     probes: Annotated[list[Path] | None, NoDecode] = None
     probe_interval_s: float = Field(300.0, ge=0)  # 0: probes run once, at start-up
     probe_batch_size: int = Field(64, ge=1, le=4096)
-    # issue 19: full probe results are stored (keyed by profile and probe hashes) and each
+    # full probe results are stored (keyed by profile and probe hashes) and each
     # interval only a canary subsample is re-embedded (service/probes.py, probe_cache.py)
     probe_cache_dir: Path | None = None  # None: $XDG_CACHE_HOME/ccsclip/probe-results
     probe_canary_size: int = Field(32, ge=0, le=100_000)  # images per probe; 0: no canary

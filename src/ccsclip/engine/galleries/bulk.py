@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from ccsclip.engine.embedding_model import EmbeddingModel
 from ccsclip.engine.galleries.protocol import Gallery
 from ccsclip.engine.galleries.store import GalleryStore
-from ccsclip.engine.gallery import list_gallery_images, read_image
-from ccsclip.engine.identity import EmbeddingModel
+from ccsclip.engine.image_files import list_images, read_image
 from ccsclip.errors import InvalidInputError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def index_into(
 ) -> BulkResult:
     """Embed every image below `images_dir` not yet in `gallery`; ids are relative paths."""
     root = Path(images_dir)
-    files = list_gallery_images(root)
+    files = list_images(root)
     result = BulkResult(gallery)
     profile = gallery.meta.profile.name
     for start in range(0, len(files), batch_size):

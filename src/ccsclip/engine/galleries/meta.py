@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ccsclip.engine.embedding_model import EmbeddingModel
 from ccsclip.engine.galleries.base import NAME_PATTERN
-from ccsclip.engine.identity import EmbeddingModel
 from ccsclip.errors import IntegrityError, InvalidInputError, NotFoundError
 
 LIVE_SCHEMA = "ccsclip/live-gallery/v1"

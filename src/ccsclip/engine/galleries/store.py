@@ -26,13 +26,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ccsclip.engine.embedding_model import EmbeddingModel
 from ccsclip.engine.galleries import legacy, local
 from ccsclip.engine.galleries.base import check_name
 from ccsclip.engine.galleries.hnsw import HnswParams
 from ccsclip.engine.galleries.meta import LiveGalleryMeta, check_binding, new_meta
 from ccsclip.engine.galleries.milvus import MilvusConnection, MilvusGallery, MilvusParams
 from ccsclip.engine.galleries.protocol import Gallery
-from ccsclip.engine.identity import EmbeddingModel
 from ccsclip.errors import (
     CcsclipError,
     ConflictError,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ccsclip.headref import Head, head_label
 from ccsclip.heads.stats import HeadMoments
 from ccsclip.heads.variance import head_variances
 from ccsclip.profiles.rank.judges.base import Description
@@ -37,7 +38,7 @@ class HeadScore:
 
     @property
     def name(self) -> str:
-        return f"L{self.layer}H{self.head}"
+        return head_label(self.layer, self.head)
 
 
 def _descriptions(pool: DescriptionPool, picks: Sequence[SpanPick]) -> list[Description]:
@@ -45,11 +46,11 @@ def _descriptions(pool: DescriptionPool, picks: Sequence[SpanPick]) -> list[Desc
     return [Description(pool.descriptions[p.index], tags[p.index] if tags else None) for p in picks]
 
 
-Spaces = dict[tuple[int, int], HeadSpace]
+Spaces = dict[Head, HeadSpace]
 
 
-def _heads(moments: HeadMoments) -> list[tuple[int, int]]:
-    return [(layer, head) for layer in moments.layers for head in range(moments.s.shape[1])]
+def _heads(moments: HeadMoments) -> list[Head]:
+    return [Head(layer, head) for layer in moments.layers for head in range(moments.s.shape[1])]
 
 
 def moment_spaces(moments: HeadMoments, rank: int, chunk: int = 12) -> Spaces:
@@ -71,7 +72,7 @@ def span_heads(
     rank: int,
     progress: bool = True,
     spaces: Spaces | None = None,
-) -> dict[tuple[int, int], list[SpanPick]]:
+) -> dict[Head, list[SpanPick]]:
     """TextSpan for every analysed head (`spaces` from `moment_spaces`, computed if None)."""
     spaces = spaces or moment_spaces(moments, rank)
     texts = texts.to(torch.float64)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ccsclip.engine.image_files import list_images
 from ccsclip.errors import InvalidInputError
 from ccsclip.fileio import sha256_file
 from ccsclip.heads.collect import collect_statistics
@@ -18,7 +19,7 @@ from ccsclip.heads.stats import (
     read_sidecar,
     save_statistics,
 )
-from ccsclip.images import list_images, listing_sha256
+from ccsclip.images import listing_sha256
 from ccsclip.models import LoadedModel
 from ccsclip.profiles.rank.arms import ArmContext, build_arms
 from ccsclip.profiles.rank.ccs import moment_spaces, null_ccs, null_summary, p_value, score_heads
@@ -85,9 +86,9 @@ def make_judge(kind: str, loaded: LoadedModel, pool: DescriptionPool, options: R
             )
         return EmbeddingJudge(clip_text_encoder(loaded), load_vocabulary(), loaded.spec.name)
     if kind == "llm":
-        from ccsclip.profiles.rank.judges.llm import LLMJudge
+        from ccsclip.profiles.rank.judges.llm import LlmJudge
 
-        return LLMJudge(**options.llm)
+        return LlmJudge(**options.llm)
     raise InvalidInputError(f"unknown judge {kind!r}: use auto, tags, embedding or llm")
 
 

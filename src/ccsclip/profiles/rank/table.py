@@ -11,6 +11,7 @@ from pydantic import Field
 
 from ccsclip.errors import IntegrityError, NotFoundError
 from ccsclip.fileio import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from ccsclip.headref import head_label
 from ccsclip.profiles.schema import ModelIdentity
 from ccsclip.strict import Strict, read_json_model
 
@@ -70,7 +71,9 @@ class CcsTable(Strict):
         for row in self.heads:
             if row.layer == layer and row.head == head:
                 return row
-        raise NotFoundError(f"head L{layer}H{head} is not in the CCS table (layers {self.layers})")
+        raise NotFoundError(
+            f"head {head_label(layer, head)} is not in the CCS table (layers {self.layers})"
+        )
 
 
 def bucket(ccs: int, thresholds: Thresholds) -> str:

@@ -580,6 +580,3 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
-
-
-LLMJudge = LlmJudge  # the spelling profiles/pipeline.py imports

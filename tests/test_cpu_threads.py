@@ -66,8 +66,8 @@ def test_user_setting_wins(tmp_path, policy):
 
 
 def test_threads_rejects_nonsense():
+    from ccsclip.cpu_threads import set_threads
     from ccsclip.errors import InvalidInputError
-    from ccsclip.runtime import set_threads
 
     with pytest.raises(InvalidInputError, match="--threads"):
         set_threads(0)
@@ -76,17 +76,17 @@ def test_threads_rejects_nonsense():
 def test_threads_reach_torch_and_export_sessions(tiny, tmp_path, monkeypatch):
     import torch
 
-    from ccsclip import runtime
+    from ccsclip import cpu_threads
     from ccsclip.export.onnx_export import export_text_tower
     from ccsclip.export.parity import open_session
 
-    monkeypatch.setattr(runtime, "_threads", None)
+    monkeypatch.setattr(cpu_threads, "_threads", None)
     before = torch.get_num_threads()
     try:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             monkeypatch.delenv(name, raising=False)
-        runtime.set_threads(1)
-        assert torch.get_num_threads() == 1 and runtime.configured_threads() == 1
+        cpu_threads.set_threads(1)
+        assert torch.get_num_threads() == 1 and cpu_threads.configured_threads() == 1
         assert os.environ["OMP_NUM_THREADS"] == "1" == os.environ["MKL_NUM_THREADS"]
         path = export_text_tower(tiny.model, tmp_path / "t.onnx", tiny.model.context_length, {})
         options = open_session(path).get_session_options()
