@@ -191,6 +191,8 @@ def _backend_params(schema: dict[str, Any]) -> None:
     """The backends this server can create and the `params` each takes (store.check_params), as
     the schema states them: exact takes none."""
     backends = creatable_backends(get_settings())
+    if not backends:  # no create route is served (openapi.py leaves it out): nothing to narrow,
+        return  # and BentoML's own schema walk (`bentoml build`) fails on an empty anyOf
     schema["properties"]["backend"]["enum"] = backends
 
     def branch(backend: str, params: dict[str, Any]) -> dict[str, Any]:
