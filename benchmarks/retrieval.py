@@ -27,8 +27,10 @@ recall@10 and index bytes churned, after the compaction's rebuild, and of a fres
 
 `--build-sweep`, per size (default 200,000): the HNSW build on every core (usearch `threads` 0,
 batches of 1,024 as `ccsclip index` writes) for each `--connectivity` x `--ef-construction`
-(default 16,32 x 32,64,128), cheapest first, one build each: items/s and recall@10 against exact
-search at several `ef_search`, with the query p50 at each; printed as each build ends. It is how
+(default 16,32 x 32,64,128; or `--configs M:efc,...`), cheapest first, one build each: items/s
+(wall, and per CPU second: on a shared machine only the latter is the build's own) and recall@10
+against exact search at several `ef_search`, with the query p50 at each; printed as each build
+ends. It is how
 the `hnsw` defaults were chosen (docs/service.md).
 
 `--quick`: 20,000 items, a minute or two. Builds are slow on one core (usearch: about 430 s for
@@ -461,25 +463,31 @@ def bench_build_sweep(
     truth: np.ndarray,
     connectivity: list[int],
     ef_construction: list[int],
+    configs: list[tuple[int, int]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One build per (M, ef_construction), cheapest first; items/s and recall@10 per ef_search."""
+    """One build per (M, ef_construction) (`configs`, else the grid), cheapest first; items/s
+    (wall and per CPU second) and recall@10 per ef_search."""
     from ccsclip.engine.galleries.hnsw import HnswBackend, HnswParams
 
     ids = [str(i) for i in range(len(data))]
     rows = []
-    for m, efc in sorted(
-        ((m, efc) for m in connectivity for efc in ef_construction), key=lambda x: x[0] * x[1]
-    ):
+    grid = configs or [(m, efc) for m in connectivity for efc in ef_construction]
+    for m, efc in sorted(grid, key=lambda x: x[0] * x[1]):
         backend = HnswBackend(E, HnswParams(connectivity=m, ef_construction=efc), threads=0)
         load = os.getloadavg()[0]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for s in range(0, len(data), 1024):  # `ccsclip index` and `copy` write in batches
             backend.upsert(ids[s : s + 1024], data[s : s + 1024], [{}] * len(data[s : s + 1024]))
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         row: dict[str, Any] = {
             "connectivity": m,
             "ef_construction": efc,
             "items_per_s": len(data) / seconds,
+            # on a shared machine wall time measures the neighbours too: CPU time does not, and
+            # the build's two threads scale (usearch adds in parallel), so this is the rate on
+            # `cores` cores of its own
+            "items_per_cpu_s": len(data) / cpu,
+            "cores": os.cpu_count(),
             "load_before": load,
             "load_after": os.getloadavg()[0],
             "ef": {},
@@ -498,8 +506,9 @@ def bench_build_sweep(
             f"ef {ef}: recall {r:.4f} p50 {ms:.2f} ms" for ef, (r, ms) in row["ef"].items()
         )
         print(
-            f"  M {m:>2} efc {efc:>3}: {row['items_per_s']:7.0f} items/s (load "
-            f"{load:.1f}->{row['load_after']:.1f})  {efs}",
+            f"  M {m:>2} efc {efc:>3}: {row['items_per_s']:7.0f} items/s wall (load "
+            f"{load:.1f}->{row['load_after']:.1f}), {row['items_per_cpu_s']:6.0f} items per CPU-s "
+            f"(x{row['cores']} cores: {row['items_per_cpu_s'] * row['cores']:6.0f} items/s)  {efs}",
             flush=True,
         )
         rows.append(row)
@@ -536,6 +545,7 @@ def main() -> None:
     parser.add_argument("--build-sweep", action="store_true", help="HNSW build parameter sweep")
     parser.add_argument("--connectivity", default="16,32", help="--build-sweep: M values")
     parser.add_argument("--ef-construction", default="32,64,128", help="--build-sweep: values")
+    parser.add_argument("--configs", default=None, help="--build-sweep: M:efc,... (not a grid)")
     args = parser.parse_args()
     if args.build_sweep:
         for size in [int(s) for s in (args.sizes or "200000").split(",")]:
@@ -548,6 +558,9 @@ def main() -> None:
                 truth,
                 [int(x) for x in args.connectivity.split(",")],
                 [int(x) for x in args.ef_construction.split(",")],
+                [tuple(map(int, c.split(":"))) for c in args.configs.split(",")]
+                if args.configs
+                else None,
             )
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=1))
