@@ -303,6 +303,7 @@ class ProbeRunner:
 
     def _check(self, profile: str, directory: Path, label: str) -> None:
         """The full result (stored, else computed and stored), then the canary against it."""
+        cpu = time.process_time()  # the canary is charged from here: hashing the probe too
         probe_sha = probe_sha256(directory)
         key = entry_key(self._sha[profile], probe_sha)
         stored = self._stored.get((profile, label))
@@ -323,7 +324,7 @@ class ProbeRunner:
                 return
             order = _canary_order(len(entry.indices), key)
             self._stored[(profile, label)] = stored = _Stored(key, entry, source, order)
-        self._canary(profile, directory, label, stored)
+        self._canary(profile, directory, label, stored, cpu)
 
     def _canary_size(self, stored: _Stored) -> int:
         size = len(stored.entry.indices)
@@ -334,7 +335,11 @@ class ProbeRunner:
             self.cpu_budget, self.interval_s, pairs, stored.cost_s, self.canary_min, size
         )
 
-    def _canary(self, profile: str, directory: Path, label: str, stored: _Stored) -> None:
+    def _canary(
+        self, profile: str, directory: Path, label: str, stored: _Stored, cpu: float
+    ) -> None:
+        """Re-embed the next images of the probe and compare; `cpu`: process CPU time when this
+        pair's step began (its whole cost is charged to the budget, not only the embedding)."""
         n = self._canary_size(stored)
         if n <= 0:
             return
@@ -342,7 +347,6 @@ class ProbeRunner:
         rows = stored.next_rows(n)
         prepared = prepare_probe(self.engine, directory)
         pause = _Pause(self._stop)
-        cpu = time.process_time()
         embeddings = embed_probe(
             self.engine,
             prepared,
@@ -351,16 +355,16 @@ class ProbeRunner:
             entry.indices[rows],
             between_batches=pause,
         )
-        spent = time.process_time() - cpu
-        self._round_cpu += spent
-        self._canary_cpu_total += spent
-        per_image = spent / len(rows)
-        stored.cost_s = per_image if stored.cost_s is None else (stored.cost_s + per_image) / 2
-        self.metrics.probe_embedded(profile, label, "canary", len(embeddings))
-        self.metrics.probe_canary_cpu(profile, label, spent)
         now = top1(prepared, embeddings)
         max_abs = float(np.max(np.abs(embeddings - entry.reference[rows])))
         changed = int(np.sum(now != entry.top1[rows]))
+        spent = time.process_time() - cpu
+        self._round_cpu += spent
+        self._canary_cpu_total += spent
+        per_image = spent / len(rows)  # the step's fixed costs spread over its images
+        stored.cost_s = per_image if stored.cost_s is None else (stored.cost_s + per_image) / 2
+        self.metrics.probe_embedded(profile, label, "canary", len(embeddings))
+        self.metrics.probe_canary_cpu(profile, label, spent)
         self.metrics.probe_canary(profile, label, max_abs, changed)
         stored.canary = _drift(prepared, entry, rows, now, max_abs, changed, spent)
         if changed or max_abs > 1e-3:
