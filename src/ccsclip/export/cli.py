@@ -130,8 +130,12 @@ def verify(
         for problem in report.problems:
             console.print(f"  - {problem}", markup=False, highlight=False)
         raise typer.Exit(2)
+    from ccsclip.bundle import read_manifest
+
     text = "" if report.text_parity is None else f", text parity {report.text_parity:.1e}"
-    out.print(f"bundle {bundle}: OK ({len(report.rows)} image files{text})")
+    baked = len(read_manifest(bundle).probe_results)
+    results = f", {baked} baked probe results" if baked else ""
+    out.print(f"bundle {bundle}: OK ({len(report.rows)} image files{text}{results})")
 
 
 def register(app: typer.Typer) -> None:
