@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_fixtures import DEFAULT, make_profiles  # noqa: E402
@@ -31,6 +32,7 @@ from service_fixtures import (  # noqa: E402
 )
 
 from ccsclip.bundle import PROBE_RESULTS_DIR, read_manifest, verify_files  # noqa: E402
+from ccsclip.cli import app  # noqa: E402
 from ccsclip.errors import NotFoundError  # noqa: E402
 from ccsclip.export.bundle import check_bundle, export_bundle  # noqa: E402
 from ccsclip.service.probes import canary_count  # noqa: E402
@@ -92,6 +94,9 @@ def test_manifest_lists_every_baked_result(world, baked):
     assert pairs == {(profile, probe) for profile in PROFILES for probe in PROBES}
     assert len(manifest.baked_files()) == 2 * len(pairs)
     assert verify_files(baked) == []
+    result = CliRunner().invoke(app, ["bundle", "verify", str(baked), "--images", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"{len(pairs)} baked probe results" in result.output
 
 
 def test_server_on_baked_bundle_embeds_only_the_canary(world, baked, tmp_path):
@@ -134,6 +139,8 @@ def test_tampered_baked_result_is_refused_and_recomputed(world, baked, tmp_path)
     assert len(problems) == 1 and f"{PROBE_RESULTS_DIR}/{target.key}.json" in problems[0]
     report = check_bundle(bundle)
     assert any(target.key in p for p in report.problems), report.problems
+    result = CliRunner().invoke(app, ["bundle", "verify", str(bundle), "--images", "1"])
+    assert result.exit_code == 2 and target.key in result.output, result.output
 
     probes, text, log = serve_probes(world, tmp_path, bundle, "tampered")
     assert "refused" in log and target.key in log
