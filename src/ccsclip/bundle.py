@@ -115,6 +115,12 @@ class ProfileEntry(FileRef):
 PROBE_RESULTS_DIR = "probe-results"
 
 
+class NestedFileRef(FileRef):
+    """A file one folder down in the bundle (`<folder>/<name>`), as `check_file` takes it."""
+
+    file: str = Field(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")
+
+
 class BakedProbeResult(Strict):
     """One profile's full result on one probe, baked at export (files under probe-results/)."""
 
@@ -144,9 +150,7 @@ class Manifest(Strict):
     def baked_files(self) -> list[FileRef]:
         """The baked probe results' files, with paths relative to the bundle folder."""
         return [
-            FileRef(file=ref.file, sha256=ref.sha256).model_copy(
-                update={"file": f"{PROBE_RESULTS_DIR}/{ref.file}"}
-            )
+            NestedFileRef(file=f"{PROBE_RESULTS_DIR}/{ref.file}", sha256=ref.sha256)
             for baked in self.probe_results
             for ref in baked.files
         ]
