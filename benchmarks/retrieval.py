@@ -25,6 +25,14 @@ items/s and recall@10 at ef 64), delete churn (half the items deleted and re-add
 recall@10 and index bytes churned, after the compaction's rebuild, and of a fresh build), and
 `ccsclip gallery copy` throughput (hnsw folder -> exact folder, -> hnsw folder).
 
+`--build-sweep`, per size (default 200,000): the HNSW build on every core (usearch `threads` 0,
+batches of 1,024 as `ccsclip index` writes) for each `--connectivity` x `--ef-construction`
+(default 16,32 x 32,64,128; or `--configs M:efc,...`), cheapest first, one build each: items/s
+(wall, and per CPU second: on a shared machine only the latter is the build's own) and recall@10
+against exact search at several `ef_search`, with the query p50 at each; printed as each build
+ends. It is how
+the `hnsw` defaults were chosen (docs/service.md).
+
 `--quick`: 20,000 items, a minute or two. Builds are slow on one core (usearch: about 430 s for
 200,000 x 512); `milvus` (milvus-lite, a pure-Python server: docs/design.md §12) is only a behaviour
 reference and is not in the default list at full size.
@@ -449,6 +457,65 @@ def bench_lifecycle(data: np.ndarray, queries: np.ndarray, truth: np.ndarray) ->
     return out
 
 
+def bench_build_sweep(
+    data: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    connectivity: list[int],
+    ef_construction: list[int],
+    configs: list[tuple[int, int]] | None = None,
+) -> list[dict[str, Any]]:
+    """One build per (M, ef_construction) (`configs`, else the grid), cheapest first; items/s
+    (wall and per CPU second) and recall@10 per ef_search."""
+    from ccsclip.engine.galleries.hnsw import HnswBackend, HnswParams
+
+    ids = [str(i) for i in range(len(data))]
+    rows = []
+    grid = configs or [(m, efc) for m in connectivity for efc in ef_construction]
+    for m, efc in sorted(grid, key=lambda x: x[0] * x[1]):
+        backend = HnswBackend(E, HnswParams(connectivity=m, ef_construction=efc), threads=0)
+        load = os.getloadavg()[0]
+        started, cpu = time.perf_counter(), time.process_time()
+        for s in range(0, len(data), 1024):  # `ccsclip index` and `copy` write in batches
+            backend.upsert(ids[s : s + 1024], data[s : s + 1024], [{}] * len(data[s : s + 1024]))
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        row: dict[str, Any] = {
+            "connectivity": m,
+            "ef_construction": efc,
+            "items_per_s": len(data) / seconds,
+            # on a shared machine wall time measures the neighbours too: CPU time does not, and
+            # the build's two threads scale (usearch adds in parallel), so this is the rate on
+            # `cores` cores of its own
+            "items_per_cpu_s": len(data) / cpu,
+            "cores": os.cpu_count(),
+            "load_before": load,
+            "load_after": os.getloadavg()[0],
+            "ef": {},
+        }
+        for ef in (32, 64, 128, 256):
+            from ccsclip.engine.galleries.base import SearchParams
+
+            one, found = [], []
+            for q in queries:
+                t = time.perf_counter()
+                hits = backend.search(q, K, None, SearchParams(ef=ef))
+                one.append(time.perf_counter() - t)
+                found.append([int(h.id) for h in hits])
+            row["ef"][ef] = (recall(found, truth), percentiles(one)[0])
+        efs = "  ".join(
+            f"ef {ef}: recall {r:.4f} p50 {ms:.2f} ms" for ef, (r, ms) in row["ef"].items()
+        )
+        print(
+            f"  M {m:>2} efc {efc:>3}: {row['items_per_s']:7.0f} items/s wall (load "
+            f"{load:.1f}->{row['load_after']:.1f}), {row['items_per_cpu_s']:6.0f} items per CPU-s "
+            f"(x{row['cores']} cores: {row['items_per_cpu_s'] * row['cores']:6.0f} items/s)  {efs}",
+            flush=True,
+        )
+        rows.append(row)
+        del backend
+    return rows
+
+
 def report_lifecycle(size: int, r: dict[str, Any]) -> None:
     print(f"\n{size} items x {E}, {r['cores']} cores, load {os.getloadavg()[0]:.1f}")
     for label, b in r["build"].items():
@@ -475,7 +542,29 @@ def main() -> None:
     parser.add_argument("--no-writes", action="store_true", help="skip the write throughput")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--lifecycle", action="store_true", help="build, churn, copy figures")
+    parser.add_argument("--build-sweep", action="store_true", help="HNSW build parameter sweep")
+    parser.add_argument("--connectivity", default="16,32", help="--build-sweep: M values")
+    parser.add_argument("--ef-construction", default="32,64,128", help="--build-sweep: values")
+    parser.add_argument("--configs", default=None, help="--build-sweep: M:efc,... (not a grid)")
     args = parser.parse_args()
+    if args.build_sweep:
+        for size in [int(s) for s in (args.sizes or "200000").split(",")]:
+            data, queries = make_data(size, args.queries)
+            truth = exact_truth(data, queries)
+            print(f"{size} items x {E}, {os.cpu_count()} cores, {len(queries)} queries", flush=True)
+            rows = bench_build_sweep(
+                data,
+                queries,
+                truth,
+                [int(x) for x in args.connectivity.split(",")],
+                [int(x) for x in args.ef_construction.split(",")],
+                [tuple(map(int, c.split(":"))) for c in args.configs.split(",")]
+                if args.configs
+                else None,
+            )
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=1))
+        return
     if args.lifecycle:
         for size in [int(s) for s in (args.sizes or "20000").split(",")]:
             data, queries = make_data(size, args.queries)

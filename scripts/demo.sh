@@ -58,7 +58,8 @@ echo "== 3/5 export the profiles to ONNX, verify the bundle, index the gallery -
 P="$WORK/rank/profiles"
 ccsclip export "${MODEL[@]}" --out "$WORK/bundle" --default-profile baseline \
   --profile "$P/baseline.yaml" --profile "$P/high-ccs.yaml" --profile "$P/low-ccs.yaml" \
-  --profile "$P/random-s0.yaml" "${SEARCHED[@]}" --int8 baseline --probe "$W/accuracy-shape"
+  --profile "$P/random-s0.yaml" "${SEARCHED[@]}" --int8 baseline --probe "$W/accuracy-shape" \
+  --probe "$W/accuracy-pattern" --probe "$W/bias-shape-colour"  # the served probes, baked
 ccsclip bundle verify "$WORK/bundle"
 ccsclip index --bundle "$WORK/bundle" --profile baseline --images "$W/gallery" \
   --root "$WORK/galleries" --name gallery --backend exact

@@ -3,6 +3,11 @@
 Torch-free. A bundle directory holds `manifest.json`, `text.onnx` (the text tower is never
 pruned), one `image-<profile>.onnx` per profile and `tokenizer.json`. Every file is listed with its
 sha256; the engine refuses files whose hash does not match.
+
+A bundle may also carry baked probe results (`probe-results/`, written by `ccsclip export
+--probe`): each profile's full result on each probe, in the probe cache's format, listed in
+`probe_results` with their hashes. They are not needed to serve, so the engine does not check
+them; the probe runner does, and recomputes a result whose files do not match.
 """
 
 from __future__ import annotations
@@ -107,6 +112,25 @@ class ProfileEntry(FileRef):
     base_profile: str | None = None  # the fp32 profile a reduced-precision entry was made from
 
 
+PROBE_RESULTS_DIR = "probe-results"
+
+
+class NestedFileRef(FileRef):
+    """A file one folder down in the bundle (`<folder>/<name>`), as `check_file` takes it."""
+
+    file: str = Field(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")
+
+
+class BakedProbeResult(Strict):
+    """One profile's full result on one probe, baked at export (files under probe-results/)."""
+
+    profile: str
+    probe: str  # the probe's name (probe.yaml)
+    probe_sha256: str = Field(min_length=64, max_length=64)  # of its probe.yaml
+    key: str = Field(pattern=r"^[A-Za-z0-9._-]+$")  # the probe cache's entry key
+    files: list[FileRef]  # <key>.json and <key>.npy, names relative to probe-results/
+
+
 class Manifest(Strict):
     schema_: Literal["ccsclip/bundle/v1"] = Field(SCHEMA, alias="schema")
     created_by: str
@@ -117,9 +141,19 @@ class Manifest(Strict):
     default_profile: str
     profiles: dict[str, ProfileEntry]
     parity_tolerance: float = 1e-4
+    probe_results: list[BakedProbeResult] = Field(default_factory=list)
 
     def files(self) -> list[FileRef]:
+        """The files serving needs (checked by the engine at load)."""
         return [self.tokenizer, self.text, *self.profiles.values()]
+
+    def baked_files(self) -> list[FileRef]:
+        """The baked probe results' files, with paths relative to the bundle folder."""
+        return [
+            NestedFileRef(file=f"{PROBE_RESULTS_DIR}/{ref.file}", sha256=ref.sha256)
+            for baked in self.probe_results
+            for ref in baked.files
+        ]
 
 
 def source_file(bundle: str | Path, entry: ProfileEntry) -> Path | None:
@@ -165,7 +199,7 @@ def verify_files(bundle: str | Path, manifest: Manifest | None = None) -> list[s
     """Problems with the bundle's files (empty when every file exists and matches)."""
     manifest = manifest or read_manifest(bundle)
     problems = []
-    for ref in manifest.files():
+    for ref in [*manifest.files(), *manifest.baked_files()]:
         try:
             check_file(bundle, ref)
         except (NotFoundError, IntegrityError) as exc:

@@ -85,13 +85,6 @@ def probe_paths(prepared: PreparedProbe) -> list[Path]:
     return [path for path, _ in probe.rows]
 
 
-def canary_indices(n_images: int, size: int) -> np.ndarray:
-    """A fixed subsample of `size` image indices, evenly spaced (the same at every start)."""
-    if size <= 0 or n_images == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(np.linspace(0, n_images - 1, min(size, n_images)).round().astype(np.int64))
-
-
 def embed_probe(
     engine: Engine,
     prepared: PreparedProbe,

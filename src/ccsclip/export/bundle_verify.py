@@ -88,7 +88,7 @@ def _check_metadata(path: Path, name: str, entry: ProfileEntry, manifest: Manife
 
 def _file_problems(bundle: Path, manifest: Manifest) -> tuple[list[str], set[str]]:
     problems, bad = [], set()
-    for ref in manifest.files():
+    for ref in [*manifest.files(), *manifest.baked_files()]:
         try:
             check_file(bundle, ref)
         except (NotFoundError, IntegrityError) as exc:

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ from tqdm.auto import tqdm
 from ccsclip import __version__
 from ccsclip.bundle import (
     MANIFEST,
+    PROBE_RESULTS_DIR,
     PROFILE_NAME,
     SCHEMA,
+    BakedProbeResult,
     BundleModel,
     Manifest,
     ProfileEntry,
@@ -400,6 +403,35 @@ def _bundle_model(loaded: LoadedModel) -> BundleModel:
     )
 
 
+def _bake_probes(
+    bundle: Path, probes: Sequence[Path], batch_size: int = 64
+) -> list[BakedProbeResult]:
+    """Each available profile's full result on each probe, as a server computes it (the same
+    engine and code), written under `bundle`/probe-results/ in the probe cache's format."""
+    from ccsclip.engine.engine import Engine
+    from ccsclip.service.probe_cache import bake_entry
+
+    engine = Engine.load(bundle, require_default=False)
+    root = bundle / PROBE_RESULTS_DIR
+    baked = []
+    for profile in engine.available_profiles():
+        for directory in probes:
+            baked.append(bake_entry(root, engine, Path(directory), profile, batch_size))
+    return baked
+
+
+def _check_probe_dirs(probes: Sequence[Path]) -> list[Path]:
+    """The probe folders, each read (probe.yaml, content hash) before anything is exported."""
+    from ccsclip.probeset import load_probe
+
+    dirs = [Path(d) for d in probes]
+    for directory in dirs:
+        if not directory.is_dir():
+            raise NotFoundError(f"probe directory {str(directory)!r} does not exist")
+        load_probe(directory)
+    return dirs
+
+
 def export_bundle(
     loaded: LoadedModel,
     profiles: Sequence[tuple[Profile, Path]],
@@ -410,13 +442,16 @@ def export_bundle(
     quantize: Mapping[str, str] | None = None,
     probe: Path | None = None,
     progress: bool = True,
+    bake: Sequence[Path] = (),
 ) -> Manifest:
     """Write a verified bundle at `out` (replacing an existing bundle only on success).
 
     `profiles` are (profile, path of its YAML) pairs: the path locates mean-mode means files and
     is recorded, relative to `out`, in the entry's `source`. `precision={'p': 'fp16'}` /
     `quantize={'p': 'int8'}` add profiles `p-fp16` / `p-int8`; `probe` (an accuracy probe dir)
-    adds their accuracy_delta.
+    adds their accuracy_delta. `bake` (probe dirs, accuracy or bias): each profile's full result
+    on each is computed with the written bundle and stored in it (probe-results/, hashed in the
+    manifest's `probe_results`), so a server on the bundle only runs the canary.
     Raises IntegrityError if any file misses its parity tolerance; nothing is written then.
     Side effect, as in `evaluate_profiles`: `loaded.model`'s image attention modules are swapped
     for head-resolved ones (same parameters, same outputs).
@@ -431,9 +466,10 @@ def export_bundle(
     _check_target(out)
     if probe is not None and not Path(probe).is_dir():
         raise NotFoundError(f"probe directory {str(probe)!r} does not exist")
+    bake = _check_probe_dirs(bake)
     ablations = {p.name: profile_ablation(p, path, loaded) for p, path in profiles}
     inputs = parity_images(loaded.spec.image_size)
-    steps = len(profiles) + len(extras) + 2
+    steps = len(profiles) + len(extras) + 2 + bool(bake)
     bar = tqdm(total=steps, desc="export", unit="file", disable=not progress)
     with bar, atomic_directory(out) as tmp:
         entries: dict[str, ProfileEntry] = {}
@@ -496,4 +532,14 @@ def export_bundle(
         for ref in manifest.files():
             check_file(tmp, ref)
         bar.update()
+        if bake:
+            bar.set_postfix_str("probe results")
+            started = time.perf_counter()
+            baked = _bake_probes(tmp, bake)
+            manifest = manifest.model_copy(update={"probe_results": baked})
+            atomic_write_json(tmp / MANIFEST, manifest.model_dump(mode="json", by_alias=True))
+            for ref in read_manifest(tmp).baked_files():
+                check_file(tmp, ref)
+            log.info("baked %d probe results in %.1f s", len(baked), time.perf_counter() - started)
+            bar.update()
     return manifest

@@ -56,14 +56,26 @@ def export(
     fp16: NamesOpt = None,
     int8: NamesOpt = None,
     probe: Annotated[
-        Path | None, typer.Option(help="accuracy probe dir: accuracy_delta of fp16/int8 files")
+        list[Path] | None,
+        typer.Option(
+            help="probe dir (repeat; accuracy or bias): its full results are baked into the "
+            "bundle; the first accuracy probe also gives fp16/int8 files their accuracy_delta"
+        ),
     ] = None,
+    bake: Annotated[
+        bool, typer.Option(help="bake the --probe results into the bundle (servers skip them)")
+    ] = True,
     threads: ThreadsOpt = None,
 ) -> None:
     """Bake each profile, export ONNX files, check parity and write a bundle with a manifest."""
+    from ccsclip.probeset import read_probe_spec
     from ccsclip.profiles.schema import load_profile
 
     profiles = [(load_profile(path), path) for path in profile]  # fail before importing torch
+    probes = list(probe or [])
+    for directory in probes:
+        read_probe_spec(directory)  # a clear error now, not after the export
+    accuracy = next((d for d in probes if read_probe_spec(d).kind == "accuracy"), None)
     from ccsclip.export.bundle import export_bundle
     from ccsclip.models import load_model
 
@@ -76,10 +88,13 @@ def export(
         tolerance=tolerance,
         precision={name: "fp16" for name in fp16 or []},
         quantize={name: "int8" for name in int8 or []},
-        probe=probe,
+        probe=accuracy,
         progress=True,
+        bake=probes if bake else [],
     )
     _print_manifest(manifest, out_dir)
+    if manifest.probe_results:
+        out.print(f"baked {len(manifest.probe_results)} probe results (profile x probe)")
 
 
 @bundle_app.command("verify")
@@ -115,8 +130,12 @@ def verify(
         for problem in report.problems:
             console.print(f"  - {problem}", markup=False, highlight=False)
         raise typer.Exit(2)
+    from ccsclip.bundle import read_manifest
+
     text = "" if report.text_parity is None else f", text parity {report.text_parity:.1e}"
-    out.print(f"bundle {bundle}: OK ({len(report.rows)} image files{text})")
+    baked = len(read_manifest(bundle).probe_results)
+    results = f", {baked} baked probe results" if baked else ""
+    out.print(f"bundle {bundle}: OK ({len(report.rows)} image files{text}{results})")
 
 
 def register(app: typer.Typer) -> None:

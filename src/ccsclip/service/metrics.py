@@ -208,6 +208,13 @@ class Metrics:
         )
         self._cache_seen = {"hits": 0, "misses": 0}
         self._lock = threading.Lock()
+        # the canary's CPU budget (service/probes.py)
+        self.probe_canary_cpu_seconds = Counter(
+            "ccsclip_probe_canary_cpu_seconds_total",
+            "Process CPU seconds spent by probe canaries (rate() over a window: share of a core).",
+            ["profile", "probe"],
+            registry=reg,
+        )
 
     def observe_request(
         self, endpoint: str, profile: str, transport: str, code: str, seconds: float
@@ -286,6 +293,9 @@ class Metrics:
                 attribute, _, k = key.rpartition("@")
                 self.probe_maxskew.labels(profile, probe, attribute, k).set(row["mean"])
         self.probe_last_success.labels(profile, probe).set(finished_at)
+
+    def probe_canary_cpu(self, profile: str, probe: str, seconds: float) -> None:
+        self.probe_canary_cpu_seconds.labels(profile, probe).inc(max(0.0, seconds))
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,16 +2,18 @@
 
 A probe's result with a profile is a function of the profile's ONNX file (its sha256 in the
 bundle manifest) and the probe (the sha256 of its probe.yaml, which itself pins the sha256 of
-every image): nothing else changes it while both stay. So the service computes it at the first
-start and stores it here, keyed by both hashes and the canary size, with the canary's reference:
-the embeddings and top-1 class (or query) of a fixed subsample, which each periodic round
-re-embeds and compares (service/probes.py).
+every image): nothing else changes it while both stay. So it is computed once (at export, baked
+into the bundle: `BakedResults`; else at the first start) and stored here, keyed by both hashes,
+with the canary's reference: the embeddings and top-1 class (or query) of every image of the probe,
+of which each periodic round re-embeds and compares a share sized by the CPU budget
+(service/probes.py).
 
 One entry is two files, `<key>.npy` (the reference embeddings, float32, read with
 allow_pickle=False) and `<key>.json` (the result, the subsample's indices and top-1, the hashes
 of the key and the sha256 of the .npy). Both are written atomically, the .npy first; an entry
 whose key fields or .npy hash do not match is ignored (logged) and recomputed. Two servers may
-share the folder: the same key always means the same content.
+share the folder: the same key always means the same content. A bundle's baked results are such
+a folder, each file's sha256 also in the manifest (`BakedResults` checks both).
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from ccsclip.bundle import PROBE_RESULTS_DIR, BakedProbeResult, Manifest
+from ccsclip.engine.engine import Engine
+from ccsclip.engine.probes import prepare_probe, run_probe_embeddings, top1
 from ccsclip.fileio import atomic_path, atomic_write_json, sha256_file
 from ccsclip.service.settings import PROBE_FILE
 
 log = logging.getLogger(__name__)
-SCHEMA = "ccsclip-probe-result/1"
+SCHEMA = "ccsclip-probe-result/2"  # /2: the reference holds every image (/1: a fixed subsample)
 
 
 def default_root() -> Path:
@@ -43,8 +48,8 @@ def probe_sha256(directory: Path) -> str:
     return sha256_file(Path(directory) / PROBE_FILE)
 
 
-def entry_key(profile_sha256: str, probe_sha: str, canary_size: int) -> str:
-    return f"{profile_sha256[:20]}-{probe_sha[:20]}-c{canary_size}"
+def entry_key(profile_sha256: str, probe_sha: str) -> str:
+    return f"{profile_sha256[:20]}-{probe_sha[:20]}-all"
 
 
 @dataclass
@@ -52,9 +57,17 @@ class Entry:
     """A probe's full result with a profile and the canary's reference."""
 
     result: dict[str, Any]  # as ccsclip.engine.probes.run_probe
-    indices: np.ndarray  # int64 [n]: the canary subsample (positions in the probe)
+    indices: np.ndarray  # int64 [n]: the images of the reference (positions in the probe)
     reference: np.ndarray  # float32 [n, E]: their embeddings when the result was computed
     top1: np.ndarray  # int64 [n]: their best class / query then
+
+
+def full_entry(engine: Engine, directory: Path, profile: str, batch_size: int = 64) -> Entry:
+    """Compute a probe's full result with a profile and keep every image as the reference."""
+    result, embeddings = run_probe_embeddings(engine, directory, profile, batch_size=batch_size)
+    prepared = prepare_probe(engine, directory)
+    indices = np.arange(len(embeddings), dtype=np.int64)
+    return Entry(result, indices, embeddings, top1(prepared, embeddings))
 
 
 class ProbeCache:
@@ -100,10 +113,66 @@ class ProbeCache:
                 "schema": SCHEMA,
                 "profile_sha256": profile_sha256,
                 "probe_sha256": probe_sha,
-                "canary_size": len(entry.indices),
+                "n_reference": len(entry.indices),
                 "indices": entry.indices.tolist(),
                 "top1": entry.top1.tolist(),
                 "reference_sha256": sha256_file(npy_path),
                 "result": entry.result,
             },
         )
+
+
+class BakedResults:
+    """A bundle's baked probe results: an entry is used only if its files match the manifest."""
+
+    def __init__(self, bundle: Path, manifest: Manifest) -> None:
+        self.bundle = Path(bundle)
+        self.cache = ProbeCache(self.bundle / PROBE_RESULTS_DIR)
+        self.entries = {(b.key, b.probe_sha256): b for b in manifest.probe_results}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def has(self, key: str, probe_sha: str) -> bool:
+        return (key, probe_sha) in self.entries
+
+    def load(self, key: str, profile_sha256: str, probe_sha: str) -> Entry | None:
+        """The baked entry; None when absent, or (logged: refused) when a file was changed."""
+        baked = self.entries.get((key, probe_sha))
+        if baked is None:
+            return None
+        for ref in baked.files:
+            path = self.cache.root / ref.file
+            actual = sha256_file(path) if path.is_file() else "missing"
+            if actual != ref.sha256:
+                log.warning(
+                    "baked probe result %s/%s (profile %s, probe %s) refused: sha256 %s, the "
+                    "manifest says %s; computing it again",
+                    PROBE_RESULTS_DIR,
+                    ref.file,
+                    baked.profile,
+                    baked.probe,
+                    actual[:12],
+                    ref.sha256[:12],
+                )
+                return None
+        return self.cache.load(key, profile_sha256, probe_sha)
+
+
+def bake_entry(
+    root: Path, engine: Engine, directory: Path, profile: str, batch_size: int = 64
+) -> BakedProbeResult:
+    """Compute a profile's full result on a probe into `root` (a bundle's probe-results/)."""
+    sha = {p.name: p.sha256 for p in engine.profiles()}[profile]
+    probe_sha = probe_sha256(directory)
+    key = entry_key(sha, probe_sha)
+    entry = full_entry(engine, directory, profile, batch_size)
+    ProbeCache(root).store(key, sha, probe_sha, entry)
+    files = [f"{key}.json", f"{key}.npy"]
+    return BakedProbeResult(
+        profile=profile,
+        probe=entry.result["probe"],
+        probe_sha256=probe_sha,
+        key=key,
+        files=[{"file": f, "sha256": sha256_file(root / f)} for f in files],
+    )

@@ -2,12 +2,24 @@
 
 A probe's full result with a profile (`ccsclip.engine.probes`, the computation `ccsclip evaluate`
 does offline) depends only on the profile's ONNX file and the probe's files. A daemon thread
-computes it once, at the first start, into the probe cache (service/probe_cache.py, keyed by
-both hashes), or reads it from there, and exports it as gauges and on `/v1/probes`. Then, at
-start-up and every CCSCLIP_PROBE_INTERVAL_S, a canary re-embeds a fixed subsample of each probe
-(CCSCLIP_PROBE_CANARY_SIZE images) and compares it with the stored reference: the largest
+reads it from the bundle (baked by `ccsclip export --probe`, each file's hash checked against the
+manifest: a changed file is refused, logged, and the result computed again), else from the probe
+cache (service/probe_cache.py, keyed by both hashes), else computes it once and stores it there,
+and exports it as gauges and on `/v1/probes`. Then, at start-up and every CCSCLIP_PROBE_INTERVAL_S,
+a canary re-embeds some of each probe's images (the next ones of a fixed shuffled order, so
+successive rounds cover the whole probe) and compares them with the stored reference: the largest
 |difference| of an embedding and the number of images whose top-1 class (query) changed become
-the drift gauges. The thread runs at the lowest CPU priority (nice 19, Linux) and pauses after
+the drift gauges; `/v1/probes` also gives the canary images' accuracy now and in the reference.
+
+How many images: CCSCLIP_PROBE_CANARY_SIZE when set, else as many as a CPU budget allows
+(CCSCLIP_PROBE_CPU_BUDGET, a share of one core, default 2 %): the budget times the interval,
+split evenly over the (profile, probe) pairs, divided by the measured CPU seconds per image of
+that pair's previous canary, clamped to CCSCLIP_PROBE_CANARY_MIN and the probe's size. The cost is
+process CPU time (time.process_time: onnxruntime's own threads included) over the canary's
+batches, so it also counts what request threads spent meanwhile: on a busy server the estimate
+is high and the canary smaller, never the other way. What was spent is on `/v1/probes`.
+
+The thread runs at the lowest CPU priority (nice 19, Linux) and pauses after
 each canary batch as long as the batch took, so it yields to requests. A profile or probe file
 that changes gets a new key, hence a full run. A probe that fails is logged and counted
 (`ccsclip_probe_failures_total`) and its previous gauges stay; serving never waits for probes
@@ -25,6 +37,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,21 +46,24 @@ from typing import Any
 import numpy as np
 
 from ccsclip.engine.engine import Engine
-from ccsclip.engine.probes import (
-    canary_indices,
-    embed_probe,
-    prepare_probe,
-    run_probe_embeddings,
-    top1,
-)
+from ccsclip.engine.probes import PreparedProbe, embed_probe, prepare_probe, top1
 from ccsclip.fileio import atomic_write_json
-from ccsclip.probeset import read_probe_spec
+from ccsclip.probeset import AccuracyProbe, read_probe_spec
 from ccsclip.service import schemas as s
 from ccsclip.service.metrics import Metrics
-from ccsclip.service.probe_cache import Entry, ProbeCache, default_root, entry_key, probe_sha256
+from ccsclip.service.probe_cache import (
+    BakedResults,
+    Entry,
+    ProbeCache,
+    default_root,
+    entry_key,
+    full_entry,
+    probe_sha256,
+)
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "ccsclip-probes.json"
+BUDGET_ROUNDS = 10  # the share of a core on /v1/probes is over this many last rounds
 
 
 class _Pause:
@@ -82,6 +98,7 @@ def to_result(raw: dict[str, Any], finished_at: float, duration_s: float) -> s.P
                 mean=row["mean"],
                 sum=row["sum"],
                 random_ranking_mean=row["random_ranking_mean"],
+                null_mean=row.get("null_mean"),
             )
         )
     return s.ProbeResult(
@@ -107,6 +124,8 @@ def probe_options(settings: Any) -> dict[str, Any]:
         "cache": ProbeCache(settings.probe_cache_dir or default_root()),
         "canary_size": settings.probe_canary_size,
         "canary_batch_size": settings.probe_canary_batch_size,
+        "canary_min": settings.probe_canary_min,
+        "cpu_budget": settings.probe_cpu_budget,
     }
 
 
@@ -114,6 +133,34 @@ def probe_options(settings: Any) -> dict[str, Any]:
 class _Stored:
     key: str
     entry: Entry
+    source: str  # baked | cache | computed
+    order: np.ndarray  # the canary's fixed shuffled order of the reference's rows
+    cursor: int = 0  # where the next canary starts in `order`
+    cost_s: float | None = None  # measured CPU seconds per canary image (None: not yet)
+    canary: s.CanaryDrift | None = None
+
+    def next_rows(self, n: int) -> np.ndarray:
+        """The next `n` rows of the reference in the canary's order (wrapping around)."""
+        picks = self.order[(self.cursor + np.arange(n)) % len(self.order)]
+        self.cursor = (self.cursor + n) % max(1, len(self.order))
+        return np.unique(picks)
+
+
+def _canary_order(n: int, key: str) -> np.ndarray:
+    """A fixed shuffle of range(n), the same for a key at every start."""
+    seed = int.from_bytes(key.encode()[:8].ljust(8, b"0"), "little")
+    return np.random.default_rng(seed).permutation(n).astype(np.int64)
+
+
+def canary_count(
+    budget: float, interval_s: float, pairs: int, cost_s: float | None, minimum: int, size: int
+) -> int:
+    """Images a pair's canary may embed this round under a CPU budget (share of one core)."""
+    floor = min(minimum, size)
+    if cost_s is None or interval_s <= 0 or pairs <= 0:
+        return floor
+    allowed = budget * interval_s / pairs / max(cost_s, 1e-9)
+    return int(min(size, max(floor, np.floor(allowed))))
 
 
 def _lower_priority() -> None:
@@ -137,9 +184,13 @@ class ProbeRunner:
         active: bool = True,
         results_file: Path | None = None,
         cache: ProbeCache | None = None,
-        canary_size: int = 32,
+        canary_size: int | None = None,
         canary_batch_size: int = 8,
+        canary_min: int = 4,
+        cpu_budget: float = 0.02,
     ) -> None:
+        """`canary_size` None: the canary is sized by `cpu_budget` (share of one core), at least
+        `canary_min` images per probe and profile; an int: that many (0: no canary)."""
         self.engine = engine
         self.dirs = [Path(d) for d in probe_dirs]
         self.labels = [probe_name(d) for d in self.dirs]
@@ -151,7 +202,14 @@ class ProbeRunner:
         self.cache = cache
         self.canary_size = canary_size
         self.canary_batch_size = canary_batch_size
+        self.canary_min = canary_min
+        self.cpu_budget = cpu_budget
+        self.baked = BakedResults(engine.bundle, engine.manifest)
         self._stored: dict[tuple[str, str], _Stored] = {}
+        self._rounds: deque[tuple[float, float]] = deque(maxlen=BUDGET_ROUNDS)  # (cpu_s, wall_s)
+        self._round_cpu = 0.0
+        self._canary_cpu_total = 0.0
+        self._full_cpu_total = 0.0
         self._sha = {p.name: p.sha256 for p in engine.profiles()}
         self._results: dict[tuple[str, str], s.ProbeResult] = {}
         self._runs = 0
@@ -193,6 +251,7 @@ class ProbeRunner:
 
     def run_once(self) -> None:
         """Every probe with every available profile; failures are logged and counted."""
+        self._round_cpu, started = 0.0, time.perf_counter()
         for profile in self.engine.available_profiles():
             for directory, label in zip(self.dirs, self.labels, strict=True):
                 if self._stop.is_set():
@@ -200,6 +259,7 @@ class ProbeRunner:
                 self._run_one(profile, directory, label)
         with self._lock:
             self._runs += 1
+            self._rounds.append((self._round_cpu, time.perf_counter() - started))
         self._publish()
 
     def _run_one(self, profile: str, directory: Path, label: str) -> None:
@@ -226,39 +286,65 @@ class ProbeRunner:
         stored = self._stored[(profile, label)]
         raw = {**stored.entry.result, "probe": label, "profile": profile}
         self.metrics.probe_succeeded(raw, finished)
+        result = to_result(raw, finished, finished - start)
+        result = result.model_copy(update={"source": stored.source, "canary": stored.canary})
         with self._lock:
-            self._results[(profile, label)] = to_result(raw, finished, finished - start)
+            self._results[(profile, label)] = result
+
+    def _lookup(self, key: str, profile: str, probe_sha: str) -> tuple[Entry | None, str]:
+        """The stored full result: baked into the bundle, else in the probe cache."""
+        sha = self._sha[profile]
+        if self.baked.has(key, probe_sha):
+            entry = self.baked.load(key, sha, probe_sha)
+            if entry is not None:
+                return entry, "baked"
+        entry = self.cache.load(key, sha, probe_sha) if self.cache else None
+        return entry, "cache"
 
     def _check(self, profile: str, directory: Path, label: str) -> None:
         """The full result (stored, else computed and stored), then the canary against it."""
+        cpu = time.process_time()  # the canary is charged from here: hashing the probe too
         probe_sha = probe_sha256(directory)
-        key = entry_key(self._sha[profile], probe_sha, self.canary_size)
+        key = entry_key(self._sha[profile], probe_sha)
         stored = self._stored.get((profile, label))
         if stored is None or stored.key != key:
-            entry = self.cache.load(key, self._sha[profile], probe_sha) if self.cache else None
+            entry, source = self._lookup(key, profile, probe_sha)
             if entry is None:
-                entry = self._full(profile, directory, label)
+                cpu = time.process_time()
+                entry = full_entry(self.engine, directory, profile, self.batch_size)
+                spent = time.process_time() - cpu
+                self._full_cpu_total += spent
+                self.metrics.probe_embedded(profile, label, "full", len(entry.indices))
                 if self.cache is not None:
                     self.cache.store(key, self._sha[profile], probe_sha, entry)
                 self.metrics.probe_canary(profile, label, 0.0, 0)  # the reference is this run
-                self._stored[(profile, label)] = _Stored(key, entry)
+                stored = _Stored(key, entry, "computed", _canary_order(len(entry.indices), key))
+                stored.cost_s = spent / max(1, len(entry.indices))
+                self._stored[(profile, label)] = stored
                 return
-            self._stored[(profile, label)] = stored = _Stored(key, entry)
-        self._canary(profile, directory, label, stored.entry)
+            order = _canary_order(len(entry.indices), key)
+            self._stored[(profile, label)] = stored = _Stored(key, entry, source, order)
+        self._canary(profile, directory, label, stored, cpu)
 
-    def _full(self, profile: str, directory: Path, label: str) -> Entry:
-        result, embeddings = run_probe_embeddings(
-            self.engine, directory, profile, batch_size=self.batch_size
+    def _canary_size(self, stored: _Stored) -> int:
+        size = len(stored.entry.indices)
+        if self.canary_size is not None:
+            return min(self.canary_size, size)
+        pairs = len(self.dirs) * len(self.engine.available_profiles())
+        return canary_count(
+            self.cpu_budget, self.interval_s, pairs, stored.cost_s, self.canary_min, size
         )
-        self.metrics.probe_embedded(profile, label, "full", len(embeddings))
-        indices = canary_indices(len(embeddings), self.canary_size)
-        prepared = prepare_probe(self.engine, directory)
-        reference = embeddings[indices]
-        return Entry(result, indices, reference, top1(prepared, reference))
 
-    def _canary(self, profile: str, directory: Path, label: str, entry: Entry) -> None:
-        if len(entry.indices) == 0:
+    def _canary(
+        self, profile: str, directory: Path, label: str, stored: _Stored, cpu: float
+    ) -> None:
+        """Re-embed the next images of the probe and compare; `cpu`: process CPU time when this
+        pair's step began (its whole cost is charged to the budget, not only the embedding)."""
+        n = self._canary_size(stored)
+        if n <= 0:
             return
+        entry = stored.entry
+        rows = stored.next_rows(n)
         prepared = prepare_probe(self.engine, directory)
         pause = _Pause(self._stop)
         embeddings = embed_probe(
@@ -266,13 +352,21 @@ class ProbeRunner:
             prepared,
             profile,
             self.canary_batch_size,
-            entry.indices,
+            entry.indices[rows],
             between_batches=pause,
         )
+        now = top1(prepared, embeddings)
+        max_abs = float(np.max(np.abs(embeddings - entry.reference[rows])))
+        changed = int(np.sum(now != entry.top1[rows]))
+        spent = time.process_time() - cpu
+        self._round_cpu += spent
+        self._canary_cpu_total += spent
+        per_image = spent / len(rows)  # the step's fixed costs spread over its images
+        stored.cost_s = per_image if stored.cost_s is None else (stored.cost_s + per_image) / 2
         self.metrics.probe_embedded(profile, label, "canary", len(embeddings))
-        max_abs = float(np.max(np.abs(embeddings - entry.reference)))
-        changed = int(np.sum(top1(prepared, embeddings) != entry.top1))
+        self.metrics.probe_canary_cpu(profile, label, spent)
         self.metrics.probe_canary(profile, label, max_abs, changed)
+        stored.canary = _drift(prepared, entry, rows, now, max_abs, changed, spent)
         if changed or max_abs > 1e-3:
             log.warning(
                 "probe canary %s / %s: embeddings differ from the stored result by up to %.3g, "
@@ -282,6 +376,23 @@ class ProbeRunner:
                 max_abs,
                 changed,
             )
+
+    def budget(self) -> s.ProbeBudget:
+        """What the canary spent (process CPU) against its budget over the last rounds."""
+        with self._lock:
+            rounds = list(self._rounds)
+        cpu = sum(c for c, _ in rounds)
+        span = sum(w for _, w in rounds) + len(rounds) * max(self.interval_s, 0.0)
+        return s.ProbeBudget(
+            cpu_budget=self.cpu_budget if self.canary_size is None else None,
+            canary_size=self.canary_size,
+            canary_min=self.canary_min,
+            rounds=len(rounds),
+            canary_cpu_s=cpu,
+            share_of_core=cpu / span if span > 0 else None,
+            canary_cpu_s_total=self._canary_cpu_total,
+            full_cpu_s_total=self._full_cpu_total,
+        )
 
     def _publish(self) -> None:
         if self.results_file is None:
@@ -301,6 +412,35 @@ class ProbeRunner:
                 return s.ProbesResponse.model_validate(data)
             except (OSError, ValueError):
                 return s.ProbesResponse(results=[], interval_s=self.interval_s, runs=0)
+        budget = self.budget()
         with self._lock:
             results = sorted(self._results.values(), key=lambda r: (r.profile, r.probe))
-            return s.ProbesResponse(results=results, interval_s=self.interval_s, runs=self._runs)
+            return s.ProbesResponse(
+                results=results, interval_s=self.interval_s, runs=self._runs, budget=budget
+            )
+
+
+def _drift(
+    prepared: PreparedProbe,
+    entry: Entry,
+    rows: np.ndarray,
+    now: np.ndarray,
+    max_abs: float,
+    changed: int,
+    cpu_s: float,
+) -> s.CanaryDrift:
+    """The canary's figures beside the stored result's on the same images."""
+    accuracy = reference = None
+    if isinstance(prepared.probe, AccuracyProbe):
+        labels = np.array([label for _, label in prepared.probe.samples])[entry.indices[rows]]
+        accuracy = float(np.mean(now == labels))
+        reference = float(np.mean(entry.top1[rows] == labels))
+    return s.CanaryDrift(
+        images=len(rows),
+        max_abs=max_abs,
+        top1_changed=changed,
+        accuracy=accuracy,
+        reference_accuracy=reference,
+        cpu_s=cpu_s,
+        finished_at=time.time(),
+    )

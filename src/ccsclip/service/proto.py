@@ -121,7 +121,7 @@ def probes_out(r: s.ProbesResponse) -> pb.GetProbeResultsResponse:
             finished_at=p.finished_at,
             duration_s=p.duration_s,
             n_images=p.n_images,
-            maxskew=[pb.MaxSkew(**m.model_dump()) for m in p.maxskew],
+            maxskew=[pb.MaxSkew(**m.model_dump(exclude={"null_mean"})) for m in p.maxskew],
             last_success_at=p.last_success_at or 0.0,
         )
         if p.accuracy is not None:

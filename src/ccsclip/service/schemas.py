@@ -431,6 +431,34 @@ class MaxSkew(ResponseModel):
     mean: float
     sum: float
     random_ranking_mean: float
+    # MaxSkew's null on this probe: the same ranking with the attribute shuffled within each
+    # query's relevant set (ccsclip.fairness); None in results stored before it was kept
+    null_mean: float | None = None
+
+
+class CanaryDrift(_Response):
+    """The last canary of a probe with a profile, against the stored full result."""
+
+    images: int  # re-embedded this round
+    max_abs: float  # largest |embedding now - stored| over them
+    top1_changed: int  # of them, images whose best class (query) changed
+    accuracy: float | None = None  # accuracy probes: on these images now ...
+    reference_accuracy: float | None = None  # ... and in the stored result
+    cpu_s: float  # process CPU seconds the canary took
+    finished_at: float
+
+
+class ProbeBudget(_Response):
+    """What the canaries spent against their CPU budget (service/probes.py)."""
+
+    cpu_budget: float | None  # share of one core; None when a fixed canary size is set
+    canary_size: int | None  # the fixed size per probe and profile, when set
+    canary_min: int
+    rounds: int  # the rounds the figures below cover (the last ones)
+    canary_cpu_s: float  # process CPU seconds of those rounds' canaries
+    share_of_core: float | None  # canary_cpu_s over those rounds' wall time plus intervals
+    canary_cpu_s_total: float  # since start-up
+    full_cpu_s_total: float  # full results computed since start-up (0 when baked or cached)
 
 
 class ProbeResult(ResponseModel):
@@ -446,9 +474,12 @@ class ProbeResult(ResponseModel):
     accuracy: float | None = None
     chance: float | None = None
     maxskew: list[MaxSkew] = Field(default_factory=list)
+    source: str | None = None  # where the full result came from: baked | cache | computed
+    canary: CanaryDrift | None = None  # the last canary (drift), None before the first
 
 
 class ProbesResponse(ResponseModel):
     results: list[ProbeResult]
     interval_s: float
     runs: int  # completed probe rounds since start-up
+    budget: ProbeBudget | None = None

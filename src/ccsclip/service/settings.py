@@ -43,8 +43,11 @@ class ServiceSettings(BaseSettings):
     # full probe results are stored (keyed by profile and probe hashes) and each
     # interval only a canary subsample is re-embedded (service/probes.py, probe_cache.py)
     probe_cache_dir: Path | None = None  # None: $XDG_CACHE_HOME/ccsclip/probe-results
-    probe_canary_size: int = Field(32, ge=0, le=100_000)  # images per probe; 0: no canary
+    # images per probe and profile; None: as many as probe_cpu_budget allows (service/probes.py)
+    probe_canary_size: int | None = Field(None, ge=0, le=100_000)  # 0: no canary
     probe_canary_batch_size: int = Field(8, ge=1, le=4096)
+    probe_canary_min: int = Field(4, ge=1, le=100_000)  # the budget's floor per probe and profile
+    probe_cpu_budget: float = Field(0.02, gt=0, le=16)  # the canary's share of one core
 
     max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_images_per_request: int = Field(64, ge=1)
