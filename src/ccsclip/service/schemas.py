@@ -436,7 +436,7 @@ class MaxSkew(ResponseModel):
     null_mean: float | None = None
 
 
-class CanaryDrift(_Response):
+class CanaryDrift(ResponseModel):
     """The last canary of a probe with a profile, against the stored full result."""
 
     images: int  # re-embedded this round
@@ -448,7 +448,7 @@ class CanaryDrift(_Response):
     finished_at: float
 
 
-class ProbeBudget(_Response):
+class ProbeBudget(ResponseModel):
     """What the canaries spent against their CPU budget (service/probes.py)."""
 
     cpu_budget: float | None  # share of one core; None when a fixed canary size is set
