@@ -346,6 +346,12 @@ def test_metrics_show_probe_gauges_equal_to_offline_evaluate(client, world, offl
     assert accuracy == _gauge(
         samples, "ccsclip_probe_accuracy", profile=PRUNED, probe="accuracy-colour"
     )
+    # Both transports carry where each result came from, MaxSkew's null, and the budget.
+    assert {r["source"] for r in api.values()} <= {"baked", "cache", "computed"}
+    bias = [r for r in api.values() if r["kind"] == "bias"]
+    assert bias and all("null_mean" in m for r in bias for m in r["maxskew"])
+    budget = client.probes()["budget"]
+    assert budget["canary_min"] >= 1 and budget["full_cpu_s_total"] >= 0
 
 
 def test_metrics_expose_every_contract_series(client, world):

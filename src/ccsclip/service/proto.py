@@ -109,6 +109,11 @@ def profiles_out(r: s.ProfilesResponse) -> pb.ListProfilesResponse:
     )
 
 
+def _present(model: Any) -> dict[str, Any]:
+    """A response model's fields without its Nones: proto3 `optional` fields stay unset."""
+    return {k: v for k, v in model.model_dump().items() if v is not None}
+
+
 def probes_out(r: s.ProbesResponse) -> pb.GetProbeResultsResponse:
     results = []
     for p in r.results:
@@ -121,15 +126,21 @@ def probes_out(r: s.ProbesResponse) -> pb.GetProbeResultsResponse:
             finished_at=p.finished_at,
             duration_s=p.duration_s,
             n_images=p.n_images,
-            maxskew=[pb.MaxSkew(**m.model_dump(exclude={"null_mean"})) for m in p.maxskew],
+            maxskew=[pb.MaxSkew(**_present(m)) for m in p.maxskew],
             last_success_at=p.last_success_at or 0.0,
+            source=p.source or "",
         )
         if p.accuracy is not None:
             message.accuracy = p.accuracy
         if p.chance is not None:
             message.chance = p.chance
+        if p.canary is not None:
+            message.canary.CopyFrom(pb.CanaryDrift(**_present(p.canary)))
         results.append(message)
-    return pb.GetProbeResultsResponse(results=results, interval_s=r.interval_s, runs=r.runs)
+    reply = pb.GetProbeResultsResponse(results=results, interval_s=r.interval_s, runs=r.runs)
+    if r.budget is not None:
+        reply.budget.CopyFrom(pb.ProbeBudget(**_present(r.budget)))
+    return reply
 
 
 def plain(value: Value) -> Any:

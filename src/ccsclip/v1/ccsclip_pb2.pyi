@@ -198,21 +198,61 @@ class GetProbeResultsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class MaxSkew(_message.Message):
-    __slots__ = ("attribute", "k", "mean", "sum", "random_ranking_mean")
+    __slots__ = ("attribute", "k", "mean", "sum", "random_ranking_mean", "null_mean")
     ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
     SUM_FIELD_NUMBER: _ClassVar[int]
     RANDOM_RANKING_MEAN_FIELD_NUMBER: _ClassVar[int]
+    NULL_MEAN_FIELD_NUMBER: _ClassVar[int]
     attribute: str
     k: int
     mean: float
     sum: float
     random_ranking_mean: float
-    def __init__(self, attribute: _Optional[str] = ..., k: _Optional[int] = ..., mean: _Optional[float] = ..., sum: _Optional[float] = ..., random_ranking_mean: _Optional[float] = ...) -> None: ...
+    null_mean: float
+    def __init__(self, attribute: _Optional[str] = ..., k: _Optional[int] = ..., mean: _Optional[float] = ..., sum: _Optional[float] = ..., random_ranking_mean: _Optional[float] = ..., null_mean: _Optional[float] = ...) -> None: ...
+
+class CanaryDrift(_message.Message):
+    __slots__ = ("images", "max_abs", "top1_changed", "accuracy", "reference_accuracy", "cpu_s", "finished_at")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    MAX_ABS_FIELD_NUMBER: _ClassVar[int]
+    TOP1_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    CPU_S_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    images: int
+    max_abs: float
+    top1_changed: int
+    accuracy: float
+    reference_accuracy: float
+    cpu_s: float
+    finished_at: float
+    def __init__(self, images: _Optional[int] = ..., max_abs: _Optional[float] = ..., top1_changed: _Optional[int] = ..., accuracy: _Optional[float] = ..., reference_accuracy: _Optional[float] = ..., cpu_s: _Optional[float] = ..., finished_at: _Optional[float] = ...) -> None: ...
+
+class ProbeBudget(_message.Message):
+    __slots__ = ("cpu_budget", "canary_size", "canary_min", "rounds", "canary_cpu_s", "share_of_core", "canary_cpu_s_total", "full_cpu_s_total")
+    CPU_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    CANARY_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_MIN_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    CANARY_CPU_S_FIELD_NUMBER: _ClassVar[int]
+    SHARE_OF_CORE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_CPU_S_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FULL_CPU_S_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    cpu_budget: float
+    canary_size: int
+    canary_min: int
+    rounds: int
+    canary_cpu_s: float
+    share_of_core: float
+    canary_cpu_s_total: float
+    full_cpu_s_total: float
+    def __init__(self, cpu_budget: _Optional[float] = ..., canary_size: _Optional[int] = ..., canary_min: _Optional[int] = ..., rounds: _Optional[int] = ..., canary_cpu_s: _Optional[float] = ..., share_of_core: _Optional[float] = ..., canary_cpu_s_total: _Optional[float] = ..., full_cpu_s_total: _Optional[float] = ...) -> None: ...
 
 class ProbeResult(_message.Message):
-    __slots__ = ("profile", "probe", "kind", "ok", "error", "finished_at", "duration_s", "n_images", "accuracy", "chance", "maxskew", "last_success_at")
+    __slots__ = ("profile", "probe", "kind", "ok", "error", "finished_at", "duration_s", "n_images", "accuracy", "chance", "maxskew", "last_success_at", "source", "canary")
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     PROBE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +265,8 @@ class ProbeResult(_message.Message):
     CHANCE_FIELD_NUMBER: _ClassVar[int]
     MAXSKEW_FIELD_NUMBER: _ClassVar[int]
     LAST_SUCCESS_AT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
     profile: str
     probe: str
     kind: str
@@ -237,17 +279,21 @@ class ProbeResult(_message.Message):
     chance: float
     maxskew: _containers.RepeatedCompositeFieldContainer[MaxSkew]
     last_success_at: float
-    def __init__(self, profile: _Optional[str] = ..., probe: _Optional[str] = ..., kind: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., finished_at: _Optional[float] = ..., duration_s: _Optional[float] = ..., n_images: _Optional[int] = ..., accuracy: _Optional[float] = ..., chance: _Optional[float] = ..., maxskew: _Optional[_Iterable[_Union[MaxSkew, _Mapping]]] = ..., last_success_at: _Optional[float] = ...) -> None: ...
+    source: str
+    canary: CanaryDrift
+    def __init__(self, profile: _Optional[str] = ..., probe: _Optional[str] = ..., kind: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., finished_at: _Optional[float] = ..., duration_s: _Optional[float] = ..., n_images: _Optional[int] = ..., accuracy: _Optional[float] = ..., chance: _Optional[float] = ..., maxskew: _Optional[_Iterable[_Union[MaxSkew, _Mapping]]] = ..., last_success_at: _Optional[float] = ..., source: _Optional[str] = ..., canary: _Optional[_Union[CanaryDrift, _Mapping]] = ...) -> None: ...
 
 class GetProbeResultsResponse(_message.Message):
-    __slots__ = ("results", "interval_s", "runs")
+    __slots__ = ("results", "interval_s", "runs", "budget")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[ProbeResult]
     interval_s: float
     runs: int
-    def __init__(self, results: _Optional[_Iterable[_Union[ProbeResult, _Mapping]]] = ..., interval_s: _Optional[float] = ..., runs: _Optional[int] = ...) -> None: ...
+    budget: ProbeBudget
+    def __init__(self, results: _Optional[_Iterable[_Union[ProbeResult, _Mapping]]] = ..., interval_s: _Optional[float] = ..., runs: _Optional[int] = ..., budget: _Optional[_Union[ProbeBudget, _Mapping]] = ...) -> None: ...
 
 class CreateGalleryRequest(_message.Message):
     __slots__ = ("gallery", "profile", "backend", "params", "bias_attributes")
