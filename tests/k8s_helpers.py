@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ccsclip.ab.figures import EXCESS_SKEW, FIGURES
+
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"
 BASE = K8S / "base"
@@ -59,21 +61,12 @@ LIVE_BIAS_METRICS: dict[str, str] = {
     "ccsclip_live_gallery_share": "gauge",
     "ccsclip_live_maxskew": "histogram",
     "ccsclip_live_null_maxskew_total": "counter",
-    **{
-        f"ccsclip_live_excess_maxskew_{part}_total": "counter"
-        for part in ("observations", "positive", "negative", "squares")
-    },
+    **dict.fromkeys(EXCESS_SKEW.counters(), "counter"),
 }
 # The judge's figures (ccsclip.ab.figures, docs/ab.md): four counters each, exposed once the
 # figure has an observation (a counted search; a shadowed request of a pruned profile).
 LIVE_FIGURE_METRICS: dict[str, str] = {
-    f"{figure}_{part}_total": "counter"
-    for figure in (
-        "ccsclip_live_excess_maxskew",
-        "ccsclip_shadow_top1_agreement",
-        "ccsclip_shadow_embed_cosine",
-    )
-    for part in ("observations", "positive", "negative", "squares")
+    counter: "counter" for figure in FIGURES for counter in figure.counters()
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
