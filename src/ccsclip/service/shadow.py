@@ -25,9 +25,13 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
+
+from ccsclip.engine.engine import Engine
+from ccsclip.engine.sessions import ProfileInfo
+from ccsclip.service.metrics import Metrics
+from ccsclip.service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ MAX_PENDING = 8
 Embed = Callable[[str, np.ndarray], np.ndarray]  # (profile, pixels [N, 3, S, S]) -> [N, E]
 
 
-def baseline_of(profiles: Sequence[Any], default: str) -> str | None:
+def baseline_of(profiles: Sequence[ProfileInfo], default: str) -> str | None:
     """The bundle's full profile: no head removed, fp32, not quantised, not derived from another
     (the manifest's default when it is one, else one whose arm is `baseline`, else the first);
     None when the bundle has none."""
@@ -66,7 +70,7 @@ class ShadowSampler:
         embed: Embed,
         baseline: str | None,
         rate: float,
-        metrics: Any,
+        metrics: Metrics,
         seed: int | None = None,
     ) -> None:
         self.embed = embed
@@ -79,7 +83,9 @@ class ShadowSampler:
         self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
-    def for_engine(cls, engine: Any, embed: Embed, settings: Any, metrics: Any) -> ShadowSampler:
+    def for_engine(
+        cls, engine: Engine, embed: Embed, settings: ServiceSettings, metrics: Metrics
+    ) -> ShadowSampler:
         """The sampler of a served engine: its baseline (settings, else `baseline_of`), off
         when the rate is 0 or the baseline is not served here."""
         available = [p for p in engine.profiles() if p.available]
