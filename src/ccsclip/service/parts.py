@@ -5,10 +5,10 @@ fails here) and the probe runner, and returns them together as a `ServiceParts`.
 (`http.py`, `grpc_server.py`) build theirs here and hand it to every endpoint's call
 (endpoints.py): nothing is attached to anything after construction.
 
-A new served part (say, a sampler that re-runs the baseline profile on a share of pruned
-requests) is one more optional field of `ServiceParts`, built in `build_parts` and read where the
-table's calls run the work (endpoints.py: `call=lambda parts, r: parts.core.zero_shot(r, ...)`;
-the batched HTTP route of `/v1/embed_images` in http.py).
+The core builds its own shadow sampler (service/shadow.py: a share of pruned requests re-run on
+the full profile), since it is part of serving an image request; the gallery service owns the
+live-bias counters of its searches. A new served part is one more field of `ServiceParts`,
+built in `build_parts`.
 """
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ class ServiceParts:
             self.probes.start()
 
     def stop(self) -> None:
+        """Stop the probes and let queued shadow runs finish (their counts are not lost)."""
         if self.probes is not None:
             self.probes.stop()
+        self.core.shadow.drain()
 
 
 def probe_runner(
